@@ -1,0 +1,158 @@
+//! The crate's one error type.
+//!
+//! [`Error`] is opaque: match on [`Error::kind`], ask [`Error::parameter`] which
+//! configuration parameter was wrong, and follow [`std::error::Error::source`] to
+//! the underlying cause. Messages say what was wrong and what to check; they never
+//! contain a token, a secret access key or a session token.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+
+/// What went wrong, for callers that react differently to different failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A parameter is missing or invalid (cache name, user id, region, ...).
+    /// [`Error::parameter`] names it. Retrying will not help.
+    Configuration,
+    /// No usable credentials: the provider failed, or the credentials it gave
+    /// have expired. A later attempt may succeed once the provider recovers.
+    Credentials,
+    /// The SigV4 signer refused its inputs.
+    Signing,
+}
+
+type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// The error type of this crate.
+pub struct Error {
+    kind: ErrorKind,
+    parameter: Option<&'static str>,
+    message: Cow<'static, str>,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    /// A configuration error about `parameter`. `message` says what the rule is.
+    pub(crate) fn config(parameter: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind: ErrorKind::Configuration,
+            parameter: Some(parameter),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A credentials error.
+    pub(crate) fn credentials(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Credentials, message)
+    }
+
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            parameter: None,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attach the underlying cause, reachable through `source()`.
+    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// For configuration errors, the parameter that was missing or invalid
+    /// (`serverless_cache_name`, `replication_group_id`, `memorydb_cluster_name`,
+    /// `target`, `user_id`, `region`).
+    pub fn parameter(&self) -> Option<&'static str> {
+        self.parameter
+    }
+
+    /// Whether the same operation may succeed if tried again later: true for
+    /// credential failures (providers recover, credentials get refreshed), false
+    /// for configuration and signing errors.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, ErrorKind::Credentials)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind);
+        if let Some(parameter) = self.parameter {
+            d.field("parameter", &parameter);
+        }
+        d.field("message", &self.message);
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// A user-supplied (never secret) value quoted for an error message: escaped, so
+/// control characters and non-ASCII show plainly, and cut to a readable length.
+pub(crate) fn quoted(value: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    match value.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{:?}...", &value[..cut]),
+        None => format!("{value:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_error_names_its_parameter() {
+        let err = Error::config("region", "region is required");
+        assert_eq!(err.kind(), ErrorKind::Configuration);
+        assert_eq!(err.parameter(), Some("region"));
+        assert!(!err.is_retryable());
+        assert_eq!(err.to_string(), "region is required");
+    }
+
+    #[test]
+    fn source_is_reachable() {
+        let cause = std::io::Error::other("provider timed out");
+        let err = Error::credentials("could not load credentials").with_source(cause);
+        assert!(err.is_retryable());
+        assert_eq!(err.source().unwrap().to_string(), "provider timed out");
+    }
+
+    #[test]
+    fn quoted_escapes_and_truncates() {
+        assert_eq!(quoted("my\ncache"), r#""my\ncache""#);
+        assert_eq!(quoted(&"a".repeat(100)), format!("{:?}...", "a".repeat(64)));
+    }
+
+    #[test]
+    fn error_is_send_sync_static() {
+        fn assert_bounds<T: Send + Sync + 'static>() {}
+        assert_bounds::<Error>();
+    }
+}

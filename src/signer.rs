@@ -1,0 +1,362 @@
+//! The token signer: a pure function of credentials, request and time.
+//!
+//! A token is `GET http://{name}/?Action=connect&User={user_id}` (plus
+//! `&ResourceType=ServerlessCache` for a serverless cache), presigned with SigV4
+//! in the query string for the `elasticache` or `memorydb` service with
+//! `X-Amz-Expires=900`, with the `http://` prefix removed. The SigV4 work is
+//! done by `aws-sigv4`; this module decides what goes into the request and reads
+//! no clock: the caller passes the signing time.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
+};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::error::{Error, ErrorKind};
+use crate::region::validate_region;
+use crate::target::{Target, TargetKind, UserId};
+use crate::token::{AuthToken, TOKEN_VALIDITY, format_time};
+
+/// SigV4 query encoding: everything but `A-Z a-z 0-9 - _ . ~` is percent-encoded.
+const SIGV4_QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+const SCHEME: &str = "http://";
+
+/// Makes IAM auth tokens for one target, user and region.
+///
+/// Build it once with [`TokenSigner::builder`]; then [`sign`](Self::sign) is a
+/// pure function of the credentials and the signing time.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use aws_credential_types::Credentials;
+/// use elasticache_iam::TokenSigner;
+///
+/// let signer = TokenSigner::builder()
+///     .serverless_cache("my-serverless-cache")
+///     .user_id("iam-user-01")
+///     .region("us-east-1")
+///     .build()?;
+/// let credentials = Credentials::new("AKIDEXAMPLE", "secret", None, None, "example");
+/// let at = UNIX_EPOCH + Duration::from_secs(1_705_322_096);
+/// let token = signer.sign(&credentials, at)?;
+/// assert!(token.expose_secret().starts_with(
+///     "my-serverless-cache/?Action=connect&User=iam-user-01&ResourceType=ServerlessCache&"
+/// ));
+/// # Ok::<(), elasticache_iam::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct TokenSigner {
+    target: Target,
+    user_id: UserId,
+    region: String,
+    /// The request to presign, with its scheme: `http://{name}/?Action=...`.
+    unsigned_url: String,
+}
+
+impl TokenSigner {
+    /// A builder; target, user id and region are required.
+    #[must_use]
+    pub fn builder() -> TokenSignerBuilder {
+        TokenSignerBuilder::default()
+    }
+
+    /// The target the tokens are for.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The user id as signed, which is the user name `AUTH` must send
+    /// (lowercased for ElastiCache).
+    pub fn user_id(&self) -> &UserId {
+        &self.user_id
+    }
+
+    /// The region signed into the credential scope.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Sign a token as of `signing_time` with `credentials`.
+    ///
+    /// The token's [`usable_until`](AuthToken::usable_until) is the earlier of
+    /// `signing_time + 15 min` and the credentials' expiry. Credentials already
+    /// expired at `signing_time` are refused ([`ErrorKind::Credentials`]). An
+    /// empty session token is treated as absent, as the AWS SDKs' environment
+    /// providers do.
+    pub fn sign(
+        &self,
+        credentials: &Credentials,
+        signing_time: SystemTime,
+    ) -> Result<AuthToken, Error> {
+        if let Some(expiry) = credentials.expiry()
+            && expiry <= signing_time
+        {
+            return Err(Error::credentials(format!(
+                "the credentials expired at {}, not after the signing time {}: \
+                 check that the credentials provider refreshes temporary credentials",
+                format_time(expiry),
+                format_time(signing_time),
+            )));
+        }
+        let identity: Identity = match credentials.session_token() {
+            Some("") => Credentials::new(
+                credentials.access_key_id(),
+                credentials.secret_access_key(),
+                None,
+                credentials.expiry(),
+                "elasticache-iam (empty session token dropped)",
+            )
+            .into(),
+            _ => credentials.clone().into(),
+        };
+
+        let mut settings = SigningSettings::default();
+        settings.signature_location = SignatureLocation::QueryParams;
+        settings.expires_in = Some(TOKEN_VALIDITY);
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(self.target.service())
+            .time(signing_time)
+            .settings(settings)
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Signing, "invalid SigV4 signing parameters").with_source(e))?
+            .into();
+        let request = SignableRequest::new(
+            "GET",
+            self.unsigned_url.as_str(),
+            std::iter::empty(),
+            SignableBody::Bytes(&[]),
+        )
+        .map_err(|e| Error::new(ErrorKind::Signing, "the token request could not be prepared for signing").with_source(e))?;
+        let (instructions, _signature) = sign(request, &params)
+            .map_err(|e| Error::new(ErrorKind::Signing, "SigV4 signing failed").with_source(e))?
+            .into_parts();
+
+        let mut token = String::with_capacity(self.unsigned_url.len() + 512);
+        token.push_str(&self.unsigned_url[SCHEME.len()..]);
+        for (name, value) in instructions.params() {
+            token.push('&');
+            token.push_str(name);
+            token.push('=');
+            token.extend(utf8_percent_encode(value, SIGV4_QUERY));
+        }
+
+        let token = AuthToken::new(token, signing_time, credentials.expiry());
+        tracing::debug!(
+            target_name = %self.target,
+            user_id = %self.user_id,
+            region = %self.region,
+            signed_at = %format_time(token.signed_at()),
+            usable_until = %format_time(token.usable_until()),
+            "signed IAM auth token"
+        );
+        Ok(token)
+    }
+}
+
+impl fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSigner")
+            .field("target", &self.target)
+            .field("user_id", &self.user_id)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`TokenSigner`]. Every field is required; [`build`](Self::build)
+/// validates them and names the parameter that is missing or wrong.
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct TokenSignerBuilder {
+    targets: Vec<(TargetKind, String)>,
+    target: Option<Target>,
+    user_id: Option<String>,
+    region: Option<String>,
+}
+
+impl TokenSignerBuilder {
+    /// Sign for an ElastiCache Serverless cache, by name (lowercased).
+    pub fn serverless_cache(mut self, name: impl Into<String>) -> Self {
+        self.targets.push((TargetKind::ServerlessCache, name.into()));
+        self
+    }
+
+    /// Sign for a node-based ElastiCache replication group, by id (lowercased).
+    pub fn replication_group(mut self, id: impl Into<String>) -> Self {
+        self.targets.push((TargetKind::ReplicationGroup, id.into()));
+        self
+    }
+
+    /// Sign for a MemoryDB cluster, by name (as given).
+    pub fn memorydb_cluster(mut self, name: impl Into<String>) -> Self {
+        self.targets.push((TargetKind::MemoryDbCluster, name.into()));
+        self
+    }
+
+    /// Sign for an already validated target.
+    pub fn target(mut self, target: Target) -> Self {
+        self.target = Some(target);
+        self
+    }
+
+    /// The ElastiCache / MemoryDB user id (which must equal its user name).
+    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
+        self.user_id = Some(user_id.into());
+        self
+    }
+
+    /// The AWS region of the cache, such as `us-east-1`.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Validate and build. Exactly one target is required, then a user id and a
+    /// region; the first problem found is returned, naming its parameter.
+    pub fn build(self) -> Result<TokenSigner, Error> {
+        let target = match (self.target, self.targets.as_slice()) {
+            (Some(target), []) => target,
+            (None, [(kind, name)]) => Target::new(*kind, name)?,
+            (None, []) => {
+                return Err(Error::config(
+                    "target",
+                    "a target is required: set one of serverless_cache_name, \
+                     replication_group_id or memorydb_cluster_name",
+                ));
+            }
+            _ => {
+                return Err(Error::config(
+                    "target",
+                    "more than one target was set: set exactly one of serverless_cache_name, \
+                     replication_group_id or memorydb_cluster_name",
+                ));
+            }
+        };
+        let user_id = self
+            .user_id
+            .ok_or_else(|| Error::config("user_id", "user_id is required"))?;
+        let user_id = UserId::new(&user_id)?.normalized_for(target.kind());
+        let region = self.region.ok_or_else(|| {
+            Error::config(
+                "region",
+                "region is required: pass the cache's AWS region, such as \"us-east-1\"",
+            )
+        })?;
+        validate_region(&region)?;
+
+        let mut unsigned_url = format!(
+            "{SCHEME}{}/?Action=connect&User={}",
+            target.name(),
+            utf8_percent_encode(user_id.as_str(), SIGV4_QUERY)
+        );
+        if target.kind().is_serverless() {
+            unsigned_url.push_str("&ResourceType=ServerlessCache");
+        }
+        Ok(TokenSigner {
+            target,
+            user_id,
+            region,
+            unsigned_url,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_705_322_096)
+    }
+
+    fn signer() -> TokenSigner {
+        TokenSigner::builder()
+            .replication_group("My-RG")
+            .user_id("IAM-User")
+            .region("eu-west-2")
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn builder_normalises_and_exposes_what_is_signed() {
+        let signer = signer();
+        assert_eq!(signer.target().name(), "my-rg");
+        assert_eq!(signer.user_id().as_str(), "iam-user");
+        assert_eq!(signer.region(), "eu-west-2");
+        let token = signer.sign(&Credentials::new("AKID", "secret", None, None, "test"), at()).unwrap();
+        assert!(token.expose_secret().starts_with("my-rg/?Action=connect&User=iam-user&X-Amz-Algorithm="));
+        assert!(!token.expose_secret().contains("ResourceType"));
+    }
+
+    #[test]
+    fn builder_names_the_missing_parameter() {
+        let param = |b: TokenSignerBuilder| b.build().unwrap_err().parameter();
+        assert_eq!(param(TokenSigner::builder().user_id("u").region("us-east-1")), Some("target"));
+        assert_eq!(
+            param(TokenSigner::builder().serverless_cache("a").replication_group("b").user_id("u").region("us-east-1")),
+            Some("target")
+        );
+        assert_eq!(
+            param(TokenSigner::builder().target(Target::serverless_cache("a").unwrap()).memorydb_cluster("b").user_id("u").region("us-east-1")),
+            Some("target")
+        );
+        assert_eq!(param(TokenSigner::builder().serverless_cache("a").region("us-east-1")), Some("user_id"));
+        assert_eq!(param(TokenSigner::builder().serverless_cache("a").user_id("u")), Some("region"));
+        assert_eq!(param(TokenSigner::builder().serverless_cache("a").user_id("u").region("")), Some("region"));
+    }
+
+    #[test]
+    fn usable_until_follows_credential_expiry() {
+        let soon = at() + Duration::from_secs(120);
+        let credentials = Credentials::new("AKID", "secret", Some("session".into()), Some(soon), "test");
+        let token = signer().sign(&credentials, at()).unwrap();
+        assert_eq!(token.signed_at(), at());
+        assert_eq!(token.usable_until(), soon);
+    }
+
+    #[test]
+    fn expired_credentials_are_refused() {
+        for expiry in [at(), at() - Duration::from_secs(1)] {
+            let credentials = Credentials::new("AKID", "secret", Some("s".into()), Some(expiry), "test");
+            let err = signer().sign(&credentials, at()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Credentials);
+            assert!(err.is_retryable());
+            assert!(err.to_string().contains("expired at 2024-01-15T12:34:5"), "{err}");
+        }
+    }
+
+    #[test]
+    fn empty_session_token_is_signed_as_absent() {
+        let without = signer().sign(&Credentials::new("AKID", "secret", None, None, "test"), at()).unwrap();
+        let empty = signer()
+            .sign(&Credentials::new("AKID", "secret", Some(String::new()), None, "test"), at())
+            .unwrap();
+        assert_eq!(without.expose_secret(), empty.expose_secret());
+        assert!(!empty.expose_secret().contains("X-Amz-Security-Token"));
+    }
+
+    #[test]
+    fn signing_time_changes_the_token_and_nothing_else_does() {
+        let credentials = Credentials::new("AKID", "secret", None, None, "test");
+        let a = signer().sign(&credentials, at()).unwrap();
+        let b = signer().sign(&credentials, at()).unwrap();
+        let c = signer().sign(&credentials, at() + Duration::from_secs(1)).unwrap();
+        assert_eq!(a.expose_secret(), b.expose_secret());
+        assert_ne!(a.expose_secret(), c.expose_secret());
+    }
+}
