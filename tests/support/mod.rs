@@ -101,3 +101,65 @@ pub fn assert_matches_vector(token: &str, v: &Value) {
         assert_eq!(token, v["token"].as_str().unwrap(), "{name}: whole token");
     }
 }
+
+/// Inputs that AWS's toolkit lets through by accident and we refuse, by the
+/// case's `what`, with the parameter our error names.
+pub const STRICTER_THAN_TOOLKIT: &[(&str, &str)] = &[
+    ("KELVIN SIGN U+212A, which str.lower() maps to ASCII 'k'", "serverless_cache_name"),
+    ("trailing newline in cache name ('$' matches before a final \\n)", "serverless_cache_name"),
+    ("100-character cache name (no length limit in the toolkit)", "serverless_cache_name"),
+    ("KELVIN SIGN U+212A in user id (lowercases to ASCII 'k')", "user_id"),
+    ("trailing newline in user id ('$' matches before a final \\n)", "user_id"),
+    ("uppercase region (not validated, signed as given)", "region"),
+];
+
+/// What we do with one of the toolkit's odd inputs.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Signed; the token the toolkit gives for it.
+    Token(String),
+    /// Refused, naming this parameter.
+    Refused(&'static str),
+    /// The toolkit refused for lack of credentials or region, which is the
+    /// environment's business: only the CLI, which reads the environment, can
+    /// show it. The library, given both, validates and signs.
+    Environment { toolkit_message: String },
+}
+
+/// Our verdict on a case of `invalid_inputs.json`, derived from what the
+/// toolkit did, the stricter list above, and its empty-session-token case
+/// (signed as absent, as its CLI and the AWS SDKs' environment providers do).
+pub fn verdict(case: &Value) -> Verdict {
+    let what = case["what"].as_str().unwrap();
+    if let Some((_, parameter)) = STRICTER_THAN_TOOLKIT.iter().find(|(w, _)| *w == what) {
+        assert_eq!(case["outcome"], "accepted", "{what}: listed as stricter, so the toolkit accepts it");
+        return Verdict::Refused(parameter);
+    }
+    if case["outcome"] == "accepted" {
+        let token = if case["input"].get("session_token").is_some_and(|t| t == "") {
+            case["cli_stdout"].as_str().unwrap().trim_end().to_owned()
+        } else {
+            case["token"].as_str().unwrap().to_owned()
+        };
+        return Verdict::Token(token);
+    }
+    let message = case["error_message"].as_str().unwrap();
+    for parameter in ["serverless_cache_name", "replication_group_id", "user_id"] {
+        if message.starts_with(&format!("Invalid value for parameter '{parameter}'")) {
+            return Verdict::Refused(parameter);
+        }
+    }
+    if message.starts_with("Invalid parameter combination") {
+        return match opt_str(&case["input"], "serverless_cache_name") {
+            Some("") => Verdict::Refused("serverless_cache_name"),
+            _ => Verdict::Refused("target"),
+        };
+    }
+    if message.starts_with("No AWS region found") && case["input"]["region"] == "" {
+        return Verdict::Refused("region");
+    }
+    if message.starts_with("No AWS region found") || message.starts_with("No AWS credentials found") {
+        return Verdict::Environment { toolkit_message: message.to_owned() };
+    }
+    panic!("{what}: no verdict for toolkit error {message:?}");
+}
