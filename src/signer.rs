@@ -140,7 +140,14 @@ impl TokenSigner {
             SignableBody::Bytes(&[]),
         )
         .map_err(|e| Error::new(ErrorKind::Signing, "the token request could not be prepared for signing").with_source(e))?;
-        let (instructions, _signature) = sign(request, &params)
+        // aws-sigv4 logs the canonical request at TRACE level. It redacts the
+        // session token *header*, but presigning puts the token in the query
+        // (X-Amz-Security-Token), which it logs in clear. Its events are
+        // silenced for this call: a no-op dispatcher on this thread only.
+        let output = tracing::dispatcher::with_default(&tracing::Dispatch::none(), || {
+            sign(request, &params)
+        });
+        let (instructions, _signature) = output
             .map_err(|e| Error::new(ErrorKind::Signing, "SigV4 signing failed").with_source(e))?
             .into_parts();
 
