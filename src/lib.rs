@@ -1,10 +1,79 @@
-//! placeholder
+//! IAM authentication for Amazon ElastiCache (Valkey / Redis OSS, serverless or
+//! node-based) and Amazon MemoryDB.
+//!
+//! With IAM authentication a client connects with `AUTH <user_id> <token>`, where
+//! the token is a SigV4-presigned request that the server verifies. Tokens are
+//! valid for 15 minutes, and no longer than the temporary credentials that signed
+//! them. This crate makes them correctly the first time: the right name (the
+//! cache's, lowercased, never the endpoint host), `ResourceType=ServerlessCache`
+//! for serverless caches, the user id as `AUTH` must send it, and a usable-until
+//! time that accounts for the credentials' expiry.
+//!
+//! # Layout
+//!
+//! | module | concern |
+//! |---|---|
+//! | `target` | [`Target`] (serverless cache, replication group, MemoryDB cluster) and [`UserId`]: AWS's naming rules, checked on ASCII only |
+//! | `region` | AWS region ids, checked before they are signed |
+//! | `signer` | [`TokenSigner`]: a pure function (credentials, time) -> [`AuthToken`], on `aws-sigv4` query presigning |
+//! | `token` | [`AuthToken`]: the bearer secret (redacted `Debug`, no `Display`, zeroized) and its validity window |
+//! | `error` | [`Error`], one opaque type with an [`ErrorKind`] and the parameter at fault |
+//!
+//! The binary `elasticache-iam-token` prints a token for `valkey-cli` /
+//! `redis-cli` and scripts, with credentials from the AWS default chain.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::time::SystemTime;
+//! use aws_credential_types::Credentials;
+//! use elasticache_iam::TokenSigner;
+//!
+//! let signer = TokenSigner::builder()
+//!     .serverless_cache("my-serverless-cache") // the cache's name, not its endpoint
+//!     .user_id("iam-user-01")                  // user id == user name
+//!     .region("us-east-1")
+//!     .build()?;
+//!
+//! // In a service the credentials come from the aws-config default chain
+//! // (`SdkConfig::credentials_provider()`); the time from your clock.
+//! # let credentials = Credentials::new("AKIDEXAMPLE", "secret", None, None, "docs");
+//! # let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_705_322_096);
+//! let token = signer.sign(&credentials, now)?;
+//!
+//! // AUTH <user> <token>, over TLS:
+//! let (user, password) = (signer.user_id().as_str(), token.expose_secret());
+//! # assert_eq!(user, "iam-user-01");
+//! # assert!(password.contains("ResourceType=ServerlessCache"));
+//! // The token may be used until token.usable_until(); re-sign before then.
+//! # Ok::<(), elasticache_iam::Error>(())
+//! ```
+//!
+//! # Troubleshooting `WRONGPASS`
+//!
+//! The server answers every refused token with the same `WRONGPASS`. Check, in
+//! order: the cache *name* is signed (not the endpoint host name); the user id
+//! equals the user name; serverless caches need `ResourceType=ServerlessCache`
+//! (use [`Target::serverless_cache`]); the region is the cache's; the principal
+//! has `elasticache:Connect` (or `memorydb:Connect`) on both the cache and the
+//! user ARNs; the clock is right (`elasticache-iam-token --signing-time` helps
+//! compare); the credentials had not expired ([`AuthToken::usable_until`]).
+//!
+//! # Secrets
+//!
+//! Tokens, secret keys and session tokens never appear in `Debug`, `Display`,
+//! errors or logs. `aws-sigv4` logs the canonical request at TRACE level, which
+//! when presigning holds the session token; the signer silences that crate's
+//! events for the duration of the signing call.
+
 #![forbid(unsafe_code)]
+
 mod error;
 mod region;
 mod signer;
 mod target;
 mod token;
+
 pub use error::{Error, ErrorKind};
 pub use signer::{TokenSigner, TokenSignerBuilder};
 pub use target::{MAX_NAME_LEN, Target, TargetKind, UserId};

@@ -66,7 +66,6 @@ pub struct TokenSigner {
 
 impl TokenSigner {
     /// A builder; target, user id and region are required.
-    #[must_use]
     pub fn builder() -> TokenSignerBuilder {
         TokenSignerBuilder::default()
     }
@@ -131,7 +130,9 @@ impl TokenSigner {
             .time(signing_time)
             .settings(settings)
             .build()
-            .map_err(|e| Error::new(ErrorKind::Signing, "invalid SigV4 signing parameters").with_source(e))?
+            .map_err(|e| {
+                Error::new(ErrorKind::Signing, "invalid SigV4 signing parameters").with_source(e)
+            })?
             .into();
         let request = SignableRequest::new(
             "GET",
@@ -139,7 +140,13 @@ impl TokenSigner {
             std::iter::empty(),
             SignableBody::Bytes(&[]),
         )
-        .map_err(|e| Error::new(ErrorKind::Signing, "the token request could not be prepared for signing").with_source(e))?;
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Signing,
+                "the token request could not be prepared for signing",
+            )
+            .with_source(e)
+        })?;
         // aws-sigv4 logs the canonical request at TRACE level. It redacts the
         // session token *header*, but presigning puts the token in the query
         // (X-Amz-Security-Token), which it logs in clear. Its events are
@@ -197,7 +204,8 @@ pub struct TokenSignerBuilder {
 impl TokenSignerBuilder {
     /// Sign for an ElastiCache Serverless cache, by name (lowercased).
     pub fn serverless_cache(mut self, name: impl Into<String>) -> Self {
-        self.targets.push((TargetKind::ServerlessCache, name.into()));
+        self.targets
+            .push((TargetKind::ServerlessCache, name.into()));
         self
     }
 
@@ -209,7 +217,8 @@ impl TokenSignerBuilder {
 
     /// Sign for a MemoryDB cluster, by name (as given).
     pub fn memorydb_cluster(mut self, name: impl Into<String>) -> Self {
-        self.targets.push((TargetKind::MemoryDbCluster, name.into()));
+        self.targets
+            .push((TargetKind::MemoryDbCluster, name.into()));
         self
     }
 
@@ -305,32 +314,75 @@ mod tests {
         assert_eq!(signer.target().name(), "my-rg");
         assert_eq!(signer.user_id().as_str(), "iam-user");
         assert_eq!(signer.region(), "eu-west-2");
-        let token = signer.sign(&Credentials::new("AKID", "secret", None, None, "test"), at()).unwrap();
-        assert!(token.expose_secret().starts_with("my-rg/?Action=connect&User=iam-user&X-Amz-Algorithm="));
+        let token = signer
+            .sign(
+                &Credentials::new("AKID", "secret", None, None, "test"),
+                at(),
+            )
+            .unwrap();
+        assert!(
+            token
+                .expose_secret()
+                .starts_with("my-rg/?Action=connect&User=iam-user&X-Amz-Algorithm=")
+        );
         assert!(!token.expose_secret().contains("ResourceType"));
     }
 
     #[test]
     fn builder_names_the_missing_parameter() {
         let param = |b: TokenSignerBuilder| b.build().unwrap_err().parameter();
-        assert_eq!(param(TokenSigner::builder().user_id("u").region("us-east-1")), Some("target"));
         assert_eq!(
-            param(TokenSigner::builder().serverless_cache("a").replication_group("b").user_id("u").region("us-east-1")),
+            param(TokenSigner::builder().user_id("u").region("us-east-1")),
             Some("target")
         );
         assert_eq!(
-            param(TokenSigner::builder().target(Target::serverless_cache("a").unwrap()).memorydb_cluster("b").user_id("u").region("us-east-1")),
+            param(
+                TokenSigner::builder()
+                    .serverless_cache("a")
+                    .replication_group("b")
+                    .user_id("u")
+                    .region("us-east-1")
+            ),
             Some("target")
         );
-        assert_eq!(param(TokenSigner::builder().serverless_cache("a").region("us-east-1")), Some("user_id"));
-        assert_eq!(param(TokenSigner::builder().serverless_cache("a").user_id("u")), Some("region"));
-        assert_eq!(param(TokenSigner::builder().serverless_cache("a").user_id("u").region("")), Some("region"));
+        assert_eq!(
+            param(
+                TokenSigner::builder()
+                    .target(Target::serverless_cache("a").unwrap())
+                    .memorydb_cluster("b")
+                    .user_id("u")
+                    .region("us-east-1")
+            ),
+            Some("target")
+        );
+        assert_eq!(
+            param(
+                TokenSigner::builder()
+                    .serverless_cache("a")
+                    .region("us-east-1")
+            ),
+            Some("user_id")
+        );
+        assert_eq!(
+            param(TokenSigner::builder().serverless_cache("a").user_id("u")),
+            Some("region")
+        );
+        assert_eq!(
+            param(
+                TokenSigner::builder()
+                    .serverless_cache("a")
+                    .user_id("u")
+                    .region("")
+            ),
+            Some("region")
+        );
     }
 
     #[test]
     fn usable_until_follows_credential_expiry() {
         let soon = at() + Duration::from_secs(120);
-        let credentials = Credentials::new("AKID", "secret", Some("session".into()), Some(soon), "test");
+        let credentials =
+            Credentials::new("AKID", "secret", Some("session".into()), Some(soon), "test");
         let token = signer().sign(&credentials, at()).unwrap();
         assert_eq!(token.signed_at(), at());
         assert_eq!(token.usable_until(), soon);
@@ -339,19 +391,31 @@ mod tests {
     #[test]
     fn expired_credentials_are_refused() {
         for expiry in [at(), at() - Duration::from_secs(1)] {
-            let credentials = Credentials::new("AKID", "secret", Some("s".into()), Some(expiry), "test");
+            let credentials =
+                Credentials::new("AKID", "secret", Some("s".into()), Some(expiry), "test");
             let err = signer().sign(&credentials, at()).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Credentials);
             assert!(err.is_retryable());
-            assert!(err.to_string().contains("expired at 2024-01-15T12:34:5"), "{err}");
+            assert!(
+                err.to_string().contains("expired at 2024-01-15T12:34:5"),
+                "{err}"
+            );
         }
     }
 
     #[test]
     fn empty_session_token_is_signed_as_absent() {
-        let without = signer().sign(&Credentials::new("AKID", "secret", None, None, "test"), at()).unwrap();
+        let without = signer()
+            .sign(
+                &Credentials::new("AKID", "secret", None, None, "test"),
+                at(),
+            )
+            .unwrap();
         let empty = signer()
-            .sign(&Credentials::new("AKID", "secret", Some(String::new()), None, "test"), at())
+            .sign(
+                &Credentials::new("AKID", "secret", Some(String::new()), None, "test"),
+                at(),
+            )
             .unwrap();
         assert_eq!(without.expose_secret(), empty.expose_secret());
         assert!(!empty.expose_secret().contains("X-Amz-Security-Token"));
@@ -362,7 +426,9 @@ mod tests {
         let credentials = Credentials::new("AKID", "secret", None, None, "test");
         let a = signer().sign(&credentials, at()).unwrap();
         let b = signer().sign(&credentials, at()).unwrap();
-        let c = signer().sign(&credentials, at() + Duration::from_secs(1)).unwrap();
+        let c = signer()
+            .sign(&credentials, at() + Duration::from_secs(1))
+            .unwrap();
         assert_eq!(a.expose_secret(), b.expose_secret());
         assert_ne!(a.expose_secret(), c.expose_secret());
     }

@@ -195,8 +195,12 @@ impl UserId {
 
     /// Validate a user id.
     pub fn new(user_id: &str) -> Result<Self, Error> {
-        let invalid =
-            |rule: &str| Error::config("user_id", format!("invalid user id {}: {rule}", quoted(user_id)));
+        let invalid = |rule: &str| {
+            Error::config(
+                "user_id",
+                format!("invalid user id {}: {rule}", quoted(user_id)),
+            )
+        };
         if user_id.is_empty() {
             return Err(Error::config("user_id", "user id must not be empty"));
         }
@@ -249,15 +253,30 @@ mod tests {
 
     #[test]
     fn elasticache_names_are_lowercased_memorydb_names_kept() {
-        assert_eq!(Target::serverless_cache("MyCache").unwrap().name(), "mycache");
-        assert_eq!(Target::replication_group("Prod-RG-01").unwrap().name(), "prod-rg-01");
-        assert_eq!(Target::memorydb_cluster("My-Cluster").unwrap().name(), "My-Cluster");
+        assert_eq!(
+            Target::serverless_cache("MyCache").unwrap().name(),
+            "mycache"
+        );
+        assert_eq!(
+            Target::replication_group("Prod-RG-01").unwrap().name(),
+            "prod-rg-01"
+        );
+        assert_eq!(
+            Target::memorydb_cluster("My-Cluster").unwrap().name(),
+            "My-Cluster"
+        );
     }
 
     #[test]
     fn services_and_resource_type() {
-        assert_eq!(Target::serverless_cache("a").unwrap().service(), "elasticache");
-        assert_eq!(Target::replication_group("a").unwrap().service(), "elasticache");
+        assert_eq!(
+            Target::serverless_cache("a").unwrap().service(),
+            "elasticache"
+        );
+        assert_eq!(
+            Target::replication_group("a").unwrap().service(),
+            "elasticache"
+        );
         assert_eq!(Target::memorydb_cluster("a").unwrap().service(), "memorydb");
         assert!(TargetKind::ServerlessCache.is_serverless());
         assert!(!TargetKind::ReplicationGroup.is_serverless());
@@ -280,14 +299,26 @@ mod tests {
     #[test]
     fn name_errors_name_the_parameter_of_the_kind() {
         let p = |r: Result<Target, Error>| r.unwrap_err().parameter();
-        assert_eq!(p(Target::serverless_cache("-")), Some("serverless_cache_name"));
-        assert_eq!(p(Target::replication_group("-")), Some("replication_group_id"));
-        assert_eq!(p(Target::memorydb_cluster("-")), Some("memorydb_cluster_name"));
+        assert_eq!(
+            p(Target::serverless_cache("-")),
+            Some("serverless_cache_name")
+        );
+        assert_eq!(
+            p(Target::replication_group("-")),
+            Some("replication_group_id")
+        );
+        assert_eq!(
+            p(Target::memorydb_cluster("-")),
+            Some("memorydb_cluster_name")
+        );
     }
 
     #[test]
     fn user_id_rules() {
-        assert_eq!(UserId::new("Default.IAM-User").unwrap().as_str(), "Default.IAM-User");
+        assert_eq!(
+            UserId::new("Default.IAM-User").unwrap().as_str(),
+            "Default.IAM-User"
+        );
         assert!(UserId::new("user-").is_ok());
         assert!(UserId::new("user--name").is_ok());
         assert!(rule_of(UserId::new("")).contains("must not be empty"));
@@ -304,7 +335,13 @@ mod tests {
     #[test]
     fn user_id_normalisation_follows_the_service() {
         let user = UserId::new("Default.IAM-User").unwrap();
-        assert_eq!(user.normalized_for(TargetKind::ServerlessCache).as_str(), "default.iam-user");
-        assert_eq!(user.normalized_for(TargetKind::MemoryDbCluster).as_str(), "Default.IAM-User");
+        assert_eq!(
+            user.normalized_for(TargetKind::ServerlessCache).as_str(),
+            "default.iam-user"
+        );
+        assert_eq!(
+            user.normalized_for(TargetKind::MemoryDbCluster).as_str(),
+            "Default.IAM-User"
+        );
     }
 }

@@ -35,7 +35,8 @@ fn cli() -> Command {
 /// The CLI with the example static credentials in the environment.
 fn cli_with_keys() -> Command {
     let mut cmd = cli();
-    cmd.env("AWS_ACCESS_KEY_ID", KEY).env("AWS_SECRET_ACCESS_KEY", SECRET);
+    cmd.env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET);
     cmd
 }
 
@@ -82,7 +83,10 @@ fn every_public_vector_through_the_cli() {
         };
         let mut cmd = cli();
         cmd.env("AWS_ACCESS_KEY_ID", v["access_key_id"].as_str().unwrap())
-            .env("AWS_SECRET_ACCESS_KEY", v["secret_access_key"].as_str().unwrap());
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                v["secret_access_key"].as_str().unwrap(),
+            );
         if let Some(token) = opt_str(&v, "session_token") {
             cmd.env("AWS_SESSION_TOKEN", token);
         }
@@ -112,7 +116,11 @@ fn translate(toolkit_argv: &Value) -> Vec<String> {
         "--region" => "--region",
         other => panic!("unknown toolkit flag {other}"),
     };
-    let mut args = toolkit_argv.as_array().unwrap().iter().map(|a| a.as_str().unwrap());
+    let mut args = toolkit_argv
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap());
     assert_eq!(args.next(), Some("generate_iam_auth_token"));
     let mut translated = Vec::new();
     while let Some(arg) = args.next() {
@@ -150,7 +158,11 @@ fn every_odd_input_through_the_cli() {
         let mut args = translate(argv);
         args.push(format!("--signing-time={AT}"));
         let has_credentials = case["api_call"].get("credentials").is_some();
-        let mut cmd = if has_credentials { cli_with_keys() } else { cli() };
+        let mut cmd = if has_credentials {
+            cli_with_keys()
+        } else {
+            cli()
+        };
         if let Some(token) = opt_str(&case["input"], "session_token") {
             cmd.env("AWS_SESSION_TOKEN", token);
         }
@@ -187,32 +199,113 @@ fn every_odd_input_through_the_cli() {
 #[test]
 fn refuses_two_targets_no_target_and_an_empty_user_id() {
     let err = assert_failure(
-        &run(&mut cli_with_keys(), &["--serverless-cache", "a", "--replication-group", "b", "--user-id", "u", "--region", "us-east-1"]),
+        &run(
+            &mut cli_with_keys(),
+            &[
+                "--serverless-cache",
+                "a",
+                "--replication-group",
+                "b",
+                "--user-id",
+                "u",
+                "--region",
+                "us-east-1",
+            ],
+        ),
         2,
     )
     .to_owned();
     assert!(err.contains("cannot be used with"), "{err}");
     let err = assert_failure(
-        &run(&mut cli_with_keys(), &["--serverless-cache", "a", "--memorydb-cluster", "b", "--user-id", "u"]),
+        &run(
+            &mut cli_with_keys(),
+            &[
+                "--serverless-cache",
+                "a",
+                "--memorydb-cluster",
+                "b",
+                "--user-id",
+                "u",
+            ],
+        ),
         2,
     )
     .to_owned();
     assert!(err.contains("cannot be used with"), "{err}");
-    let err = assert_failure(&run(&mut cli_with_keys(), &["--user-id", "u", "--region", "us-east-1"]), 2).to_owned();
-    assert!(err.contains("--serverless-cache") && err.contains("--memorydb-cluster"), "{err}");
-    let err = assert_failure(&run(&mut cli_with_keys(), &["--serverless-cache", "a", "--user-id", "", "--region", "us-east-1"]), 2).to_owned();
-    assert!(err.contains("--user-id: user id must not be empty"), "{err}");
-    let err = assert_failure(&run(&mut cli_with_keys(), &["--serverless-cache", "a", "--region", "us-east-1"]), 2).to_owned();
+    let err = assert_failure(
+        &run(
+            &mut cli_with_keys(),
+            &["--user-id", "u", "--region", "us-east-1"],
+        ),
+        2,
+    )
+    .to_owned();
+    assert!(
+        err.contains("--serverless-cache") && err.contains("--memorydb-cluster"),
+        "{err}"
+    );
+    let err = assert_failure(
+        &run(
+            &mut cli_with_keys(),
+            &[
+                "--serverless-cache",
+                "a",
+                "--user-id",
+                "",
+                "--region",
+                "us-east-1",
+            ],
+        ),
+        2,
+    )
+    .to_owned();
+    assert!(
+        err.contains("--user-id: user id must not be empty"),
+        "{err}"
+    );
+    let err = assert_failure(
+        &run(
+            &mut cli_with_keys(),
+            &["--serverless-cache", "a", "--region", "us-east-1"],
+        ),
+        2,
+    )
+    .to_owned();
     assert!(err.contains("--user-id"), "{err}");
 }
 
 #[test]
 fn usage_errors_exit_2() {
     let cases: &[&[&str]] = &[
-        &["--serverless-cache", "a", "--user-id", "u", "--signing-time", "yesterday"],
-        &["--serverless-cache", "a", "--user-id", "u", "--no-such-flag"],
-        &["--serverless-cache", "my.cache.abc123.serverless.use1.cache.amazonaws.com", "--user-id", "u"],
-        &["--replication-group", "a", "--user-id", "u", "--region", "US-EAST-1"],
+        &[
+            "--serverless-cache",
+            "a",
+            "--user-id",
+            "u",
+            "--signing-time",
+            "yesterday",
+        ],
+        &[
+            "--serverless-cache",
+            "a",
+            "--user-id",
+            "u",
+            "--no-such-flag",
+        ],
+        &[
+            "--serverless-cache",
+            "my.cache.abc123.serverless.use1.cache.amazonaws.com",
+            "--user-id",
+            "u",
+        ],
+        &[
+            "--replication-group",
+            "a",
+            "--user-id",
+            "u",
+            "--region",
+            "US-EAST-1",
+        ],
     ];
     for args in cases {
         assert_failure(&run(&mut cli_with_keys(), args), 2);
@@ -221,27 +314,73 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn missing_credentials_and_region_exit_1() {
-    let err = assert_failure(&run(&mut cli(), &["--serverless-cache", "a", "--user-id", "u", "--region", "us-east-1"]), 1).to_owned();
+    let err = assert_failure(
+        &run(
+            &mut cli(),
+            &[
+                "--serverless-cache",
+                "a",
+                "--user-id",
+                "u",
+                "--region",
+                "us-east-1",
+            ],
+        ),
+        1,
+    )
+    .to_owned();
     assert!(err.contains("no AWS credentials"), "{err}");
-    let err = assert_failure(&run(&mut cli_with_keys(), &["--serverless-cache", "a", "--user-id", "u"]), 1).to_owned();
+    let err = assert_failure(
+        &run(
+            &mut cli_with_keys(),
+            &["--serverless-cache", "a", "--user-id", "u"],
+        ),
+        1,
+    )
+    .to_owned();
     assert!(err.contains("no AWS region"), "{err}");
 }
 
 #[test]
 fn region_comes_from_the_default_chain_without_the_flag() {
-    let args = ["--serverless-cache", "a", "--user-id", "u", "--signing-time", AT];
-    let with_flag = run(&mut cli_with_keys(), &[&args[..], &["--region", "eu-west-2"]].concat());
+    let args = [
+        "--serverless-cache",
+        "a",
+        "--user-id",
+        "u",
+        "--signing-time",
+        AT,
+    ];
+    let with_flag = run(
+        &mut cli_with_keys(),
+        &[&args[..], &["--region", "eu-west-2"]].concat(),
+    );
     let from_env = run(cli_with_keys().env("AWS_REGION", "eu-west-2"), &args);
     assert_eq!(assert_token(&from_env), assert_token(&with_flag));
     assert!(assert_token(&from_env).contains("%2Feu-west-2%2Felasticache%2F"));
     // A bad region from the environment is reported, as an environment error.
-    let err = assert_failure(&run(cli_with_keys().env("AWS_REGION", "EU-WEST-2"), &args), 1).to_owned();
+    let err = assert_failure(
+        &run(cli_with_keys().env("AWS_REGION", "EU-WEST-2"), &args),
+        1,
+    )
+    .to_owned();
     assert!(err.contains("region from the AWS default chain"), "{err}");
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // compares with the real clock the CLI signs by
 fn signs_as_of_now_without_signing_time() {
-    let out = run(&mut cli_with_keys(), &["--serverless-cache", "a", "--user-id", "u", "--region", "us-east-1"]);
+    let out = run(
+        &mut cli_with_keys(),
+        &[
+            "--serverless-cache",
+            "a",
+            "--user-id",
+            "u",
+            "--region",
+            "us-east-1",
+        ],
+    );
     let token = assert_token(&out);
     let date = support::parse_token(token).params["X-Amz-Date"].clone();
     let signed = time::PrimitiveDateTime::parse(
@@ -259,7 +398,14 @@ fn help_explains_every_flag_and_the_valkey_cli_use() {
     let out = run(&mut cli(), &["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = stdout(&out);
-    for flag in ["--serverless-cache", "--replication-group", "--memorydb-cluster", "--user-id", "--region", "--signing-time"] {
+    for flag in [
+        "--serverless-cache",
+        "--replication-group",
+        "--memorydb-cluster",
+        "--user-id",
+        "--region",
+        "--signing-time",
+    ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
     assert!(help.contains("valkey-cli --tls"), "{help}");

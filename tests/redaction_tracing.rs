@@ -50,7 +50,12 @@ fn tracing_output_at_trace_level_holds_no_secret() {
         .with_ansi(false)
         .finish();
     let token = tracing::subscriber::with_default(subscriber, || {
-        signer().sign(&marker_credentials(Some(at() + Duration::from_secs(3600))), at()).unwrap()
+        signer()
+            .sign(
+                &marker_credentials(Some(at() + Duration::from_secs(3600))),
+                at(),
+            )
+            .unwrap()
     });
     let logs = capture.text();
     // The capture works at this level: our own event is there.

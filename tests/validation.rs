@@ -29,8 +29,11 @@ fn sign_case(case: &Value) -> Result<String, elasticache_iam::Error> {
         Some(region) => builder = builder.region(region.as_str().unwrap()),
     }
     let session_token = opt_str(input, "session_token").map(str::to_owned);
-    let credentials = Credentials::new("AKIAIOSFODNN7EXAMPLE", SECRET, session_token, None, "cases");
-    let token = builder.build()?.sign(&credentials, instant("2024-01-15T12:34:56Z"))?;
+    let credentials =
+        Credentials::new("AKIAIOSFODNN7EXAMPLE", SECRET, session_token, None, "cases");
+    let token = builder
+        .build()?
+        .sign(&credentials, instant("2024-01-15T12:34:56Z"))?;
     Ok(token.expose_secret().to_owned())
 }
 
@@ -54,7 +57,10 @@ fn every_case_gets_its_verdict() {
             (Verdict::Environment { toolkit_message }, result) => {
                 // The library was given credentials and a region; its own
                 // validation still applies (checked in `environment_cases`).
-                assert!(result.is_ok() || result.unwrap_err().parameter().is_some(), "{what}: {toolkit_message}");
+                assert!(
+                    result.is_ok() || result.unwrap_err().parameter().is_some(),
+                    "{what}: {toolkit_message}"
+                );
                 counts[2] += 1;
             }
             (expected, got) => panic!("{what}: expected {expected:?}, got {got:?}"),
@@ -73,7 +79,10 @@ fn environment_cases_are_validated_like_the_rest() {
     let err = sign_case(find("bad user id AND no credentials (which error wins)")).unwrap_err();
     assert_eq!(err.parameter(), Some("user_id"));
     // No region at all: the builder requires one.
-    let err = sign_case(find("no region anywhere (region=None, no AWS_REGION/AWS_DEFAULT_REGION/config)")).unwrap_err();
+    let err = sign_case(find(
+        "no region anywhere (region=None, no AWS_REGION/AWS_DEFAULT_REGION/config)",
+    ))
+    .unwrap_err();
     assert_eq!(err.parameter(), Some("region"));
 }
 
@@ -90,11 +99,24 @@ fn refusals_name_the_rule_and_not_a_credential() {
     for case in invalid_input_cases() {
         if let Err(err) = sign_case(&case) {
             let text = format!("{err} {err:?}");
-            assert!(!text.contains(SECRET) && !text.contains("AKIAIOSFODNN7EXAMPLE"), "{text}");
+            assert!(
+                !text.contains(SECRET) && !text.contains("AKIAIOSFODNN7EXAMPLE"),
+                "{text}"
+            );
             let message = err.to_string();
             let parameter = err.parameter().unwrap();
-            assert!(message.contains(&parameter.replace('_', " ")) || message.contains(parameter), "{message}");
-            let rules = ["must", "only", "required", "expected", "at most", "exactly one"];
+            assert!(
+                message.contains(&parameter.replace('_', " ")) || message.contains(parameter),
+                "{message}"
+            );
+            let rules = [
+                "must",
+                "only",
+                "required",
+                "expected",
+                "at most",
+                "exactly one",
+            ];
             assert!(rules.iter().any(|rule| message.contains(rule)), "{message}");
         }
     }

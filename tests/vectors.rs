@@ -56,7 +56,10 @@ fn normalised_names_are_what_is_signed() {
                 v["normalized_cache_name"].as_str().unwrap(),
                 v["normalized_user_id"].as_str().unwrap(),
             ),
-            _ => (v["cache_name"].as_str().unwrap(), v["user_id"].as_str().unwrap()),
+            _ => (
+                v["cache_name"].as_str().unwrap(),
+                v["user_id"].as_str().unwrap(),
+            ),
         };
         assert_eq!(signer.target().name(), name, "{}", v["name"]);
         assert_eq!(signer.user_id().as_str(), user, "{}", v["name"]);

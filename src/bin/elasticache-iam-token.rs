@@ -92,11 +92,17 @@ struct Failure {
 
 impl Failure {
     fn usage(message: impl Into<String>) -> Self {
-        Self { status: 2, message: message.into() }
+        Self {
+            status: 2,
+            message: message.into(),
+        }
     }
 
     fn runtime(message: impl Into<String>) -> Self {
-        Self { status: 1, message: message.into() }
+        Self {
+            status: 1,
+            message: message.into(),
+        }
     }
 
     /// A library error about a value that came from a flag.
@@ -138,7 +144,10 @@ fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(err) => {
-            if matches!(err.kind(), ClapErrorKind::DisplayHelp | ClapErrorKind::DisplayVersion) {
+            if matches!(
+                err.kind(),
+                ClapErrorKind::DisplayHelp | ClapErrorKind::DisplayVersion
+            ) {
                 let _ = err.print();
                 return ExitCode::SUCCESS;
             }
@@ -150,7 +159,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("elasticache-iam-token: error: cannot start the async runtime: {err}");
@@ -171,7 +183,11 @@ fn main() -> ExitCode {
 
 /// Validate the flags, load credentials and region from the default chain, sign.
 async fn run(args: Args) -> Result<AuthToken, Failure> {
-    let (kind, name) = match (&args.serverless_cache, &args.replication_group, &args.memorydb_cluster) {
+    let (kind, name) = match (
+        &args.serverless_cache,
+        &args.replication_group,
+        &args.memorydb_cluster,
+    ) {
         (Some(name), None, None) => (TargetKind::ServerlessCache, name),
         (None, Some(id), None) => (TargetKind::ReplicationGroup, id),
         (None, None, Some(name)) => (TargetKind::MemoryDbCluster, name),
@@ -182,7 +198,11 @@ async fn run(args: Args) -> Result<AuthToken, Failure> {
     UserId::new(&args.user_id).map_err(Failure::from_flag)?;
     let builder = TokenSigner::builder().target(target).user_id(&args.user_id);
     if let Some(region) = &args.region {
-        builder.clone().region(region).build().map_err(Failure::from_flag)?;
+        builder
+            .clone()
+            .region(region)
+            .build()
+            .map_err(Failure::from_flag)?;
     }
 
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
@@ -197,14 +217,16 @@ async fn run(args: Args) -> Result<AuthToken, Failure> {
              or the region of the AWS config profile",
         )
     })?;
-    let signer = builder
-        .region(region.as_ref())
-        .build()
-        .map_err(|err| Failure::runtime(format!("region from the AWS default chain: {}", one_line(&err))))?;
-
-    let provider = config.credentials_provider().ok_or_else(|| {
-        Failure::runtime("no AWS credentials provider is configured")
+    let signer = builder.region(region.as_ref()).build().map_err(|err| {
+        Failure::runtime(format!(
+            "region from the AWS default chain: {}",
+            one_line(&err)
+        ))
     })?;
+
+    let provider = config
+        .credentials_provider()
+        .ok_or_else(|| Failure::runtime("no AWS credentials provider is configured"))?;
     let credentials = provider.provide_credentials().await.map_err(|err| {
         Failure::runtime(format!(
             "no AWS credentials from the default chain (environment, profile, SSO, web identity, \

@@ -13,7 +13,13 @@ pub fn at() -> SystemTime {
 }
 
 pub fn marker_credentials(expiry: Option<SystemTime>) -> Credentials {
-    Credentials::new("ASIAMARKERKEYEXAMPLE", SECRET_MARKER, Some(SESSION_MARKER.into()), expiry, "marker")
+    Credentials::new(
+        "ASIAMARKERKEYEXAMPLE",
+        SECRET_MARKER,
+        Some(SESSION_MARKER.into()),
+        expiry,
+        "marker",
+    )
 }
 
 pub fn signer() -> TokenSigner {
@@ -28,8 +34,15 @@ pub fn signer() -> TokenSigner {
 /// Every form in which a secret could leak: as is, percent-encoded as in the
 /// token, and the token and its signature themselves.
 pub fn forbidden(token: &str) -> Vec<String> {
-    let encode = |s: &str| s.replace('/', "%2F").replace('+', "%2B").replace('=', "%3D");
-    let signature = token.rsplit_once("X-Amz-Signature=").map(|(_, s)| s[..64].to_owned()).unwrap();
+    let encode = |s: &str| {
+        s.replace('/', "%2F")
+            .replace('+', "%2B")
+            .replace('=', "%3D")
+    };
+    let signature = token
+        .rsplit_once("X-Amz-Signature=")
+        .map(|(_, s)| s[..64].to_owned())
+        .unwrap();
     vec![
         SECRET_MARKER.into(),
         SESSION_MARKER.into(),
@@ -44,6 +57,9 @@ pub fn forbidden(token: &str) -> Vec<String> {
 
 pub fn assert_clean(what: &str, text: &str, forbidden: &[String]) {
     for secret in forbidden {
-        assert!(!text.contains(secret.as_str()), "{what} contains {secret:?}:\n{text}");
+        assert!(
+            !text.contains(secret.as_str()),
+            "{what} contains {secret:?}:\n{text}"
+        );
     }
 }

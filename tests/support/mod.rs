@@ -15,7 +15,9 @@ use time::format_description::well_known::Rfc3339;
 
 /// Path of a file in `tests/data/`.
 pub fn data_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// A JSON file from `tests/data/`.
@@ -28,18 +30,26 @@ pub fn load(name: &str) -> Value {
 pub fn public_vectors() -> Vec<Value> {
     let file = load("public.json");
     let vectors = file["vectors"].as_array().expect("vectors array").clone();
-    assert_eq!(vectors.len() as u64, file["meta"]["count"].as_u64().unwrap());
+    assert_eq!(
+        vectors.len() as u64,
+        file["meta"]["count"].as_u64().unwrap()
+    );
     vectors
 }
 
 /// The odd and invalid inputs, with what AWS's toolkit did with each.
 pub fn invalid_input_cases() -> Vec<Value> {
-    load("invalid_inputs.json")["cases"].as_array().expect("cases").clone()
+    load("invalid_inputs.json")["cases"]
+        .as_array()
+        .expect("cases")
+        .clone()
 }
 
 /// An RFC 3339 instant.
 pub fn instant(rfc3339: &str) -> SystemTime {
-    OffsetDateTime::parse(rfc3339, &Rfc3339).expect("RFC 3339").into()
+    OffsetDateTime::parse(rfc3339, &Rfc3339)
+        .expect("RFC 3339")
+        .into()
 }
 
 /// A string field of a JSON object, if present and not null.
@@ -66,11 +76,17 @@ pub fn parse_token(token: &str) -> ParsedToken {
     let mut signature = None;
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').expect("query pair has =");
-        let v = percent_encoding::percent_decode_str(v).decode_utf8().expect("UTF-8").into_owned();
+        let v = percent_encoding::percent_decode_str(v)
+            .decode_utf8()
+            .expect("UTF-8")
+            .into_owned();
         if k == "X-Amz-Signature" {
             assert!(signature.replace(v).is_none(), "one signature");
         } else {
-            assert!(params.insert(k.to_owned(), v).is_none(), "parameter {k} repeated");
+            assert!(
+                params.insert(k.to_owned(), v).is_none(),
+                "parameter {k} repeated"
+            );
         }
     }
     ParsedToken {
@@ -87,8 +103,16 @@ pub fn assert_matches_vector(token: &str, v: &Value) {
     let name = v["name"].as_str().unwrap();
     let parsed = parse_token(token);
     let canonical = &v["canonical"];
-    assert_eq!(parsed.host, canonical["host"].as_str().unwrap(), "{name}: host");
-    assert_eq!(parsed.path, canonical["path"].as_str().unwrap(), "{name}: path");
+    assert_eq!(
+        parsed.host,
+        canonical["host"].as_str().unwrap(),
+        "{name}: host"
+    );
+    assert_eq!(
+        parsed.path,
+        canonical["path"].as_str().unwrap(),
+        "{name}: path"
+    );
     let expected: BTreeMap<String, String> = canonical["params"]
         .as_object()
         .unwrap()
@@ -96,9 +120,17 @@ pub fn assert_matches_vector(token: &str, v: &Value) {
         .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
         .collect();
     assert_eq!(parsed.params, expected, "{name}: parameters");
-    assert_eq!(parsed.signature, canonical["signature"].as_str().unwrap(), "{name}: signature");
+    assert_eq!(
+        parsed.signature,
+        canonical["signature"].as_str().unwrap(),
+        "{name}: signature"
+    );
     // The reference token itself must parse to the same canonical form.
-    assert_eq!(parse_token(v["token"].as_str().unwrap()), parsed, "{name}: reference token");
+    assert_eq!(
+        parse_token(v["token"].as_str().unwrap()),
+        parsed,
+        "{name}: reference token"
+    );
     if v["session_token"].is_null() {
         assert_eq!(token, v["token"].as_str().unwrap(), "{name}: whole token");
     }
@@ -107,12 +139,30 @@ pub fn assert_matches_vector(token: &str, v: &Value) {
 /// Inputs that AWS's toolkit lets through by accident and we refuse, by the
 /// case's `what`, with the parameter our error names.
 pub const STRICTER_THAN_TOOLKIT: &[(&str, &str)] = &[
-    ("KELVIN SIGN U+212A, which str.lower() maps to ASCII 'k'", "serverless_cache_name"),
-    ("trailing newline in cache name ('$' matches before a final \\n)", "serverless_cache_name"),
-    ("100-character cache name (no length limit in the toolkit)", "serverless_cache_name"),
-    ("KELVIN SIGN U+212A in user id (lowercases to ASCII 'k')", "user_id"),
-    ("trailing newline in user id ('$' matches before a final \\n)", "user_id"),
-    ("uppercase region (not validated, signed as given)", "region"),
+    (
+        "KELVIN SIGN U+212A, which str.lower() maps to ASCII 'k'",
+        "serverless_cache_name",
+    ),
+    (
+        "trailing newline in cache name ('$' matches before a final \\n)",
+        "serverless_cache_name",
+    ),
+    (
+        "100-character cache name (no length limit in the toolkit)",
+        "serverless_cache_name",
+    ),
+    (
+        "KELVIN SIGN U+212A in user id (lowercases to ASCII 'k')",
+        "user_id",
+    ),
+    (
+        "trailing newline in user id ('$' matches before a final \\n)",
+        "user_id",
+    ),
+    (
+        "uppercase region (not validated, signed as given)",
+        "region",
+    ),
 ];
 
 /// What we do with one of the toolkit's odd inputs.
@@ -134,7 +184,10 @@ pub enum Verdict {
 pub fn verdict(case: &Value) -> Verdict {
     let what = case["what"].as_str().unwrap();
     if let Some((_, parameter)) = STRICTER_THAN_TOOLKIT.iter().find(|(w, _)| *w == what) {
-        assert_eq!(case["outcome"], "accepted", "{what}: listed as stricter, so the toolkit accepts it");
+        assert_eq!(
+            case["outcome"], "accepted",
+            "{what}: listed as stricter, so the toolkit accepts it"
+        );
         return Verdict::Refused(parameter);
     }
     if case["outcome"] == "accepted" {
@@ -160,8 +213,11 @@ pub fn verdict(case: &Value) -> Verdict {
     if message.starts_with("No AWS region found") && case["input"]["region"] == "" {
         return Verdict::Refused("region");
     }
-    if message.starts_with("No AWS region found") || message.starts_with("No AWS credentials found") {
-        return Verdict::Environment { toolkit_message: message.to_owned() };
+    if message.starts_with("No AWS region found") || message.starts_with("No AWS credentials found")
+    {
+        return Verdict::Environment {
+            toolkit_message: message.to_owned(),
+        };
     }
     panic!("{what}: no verdict for toolkit error {message:?}");
 }
