@@ -158,7 +158,15 @@ impl TokenSigner {
             .map_err(|e| Error::new(ErrorKind::Signing, "SigV4 signing failed").with_source(e))?
             .into_parts();
 
-        let mut token = String::with_capacity(self.unsigned_url.len() + 512);
+        // Room for the worst case (every byte percent-encoded), so the string
+        // never reallocates and leaves no unzeroized copy of the token behind.
+        let capacity = instructions
+            .params()
+            .iter()
+            .map(|(name, value)| name.len() + 3 * value.len() + 2)
+            .sum::<usize>()
+            + self.unsigned_url.len();
+        let mut token = String::with_capacity(capacity);
         token.push_str(&self.unsigned_url[SCHEME.len()..]);
         for (name, value) in instructions.params() {
             token.push('&');
