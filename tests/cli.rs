@@ -149,8 +149,9 @@ fn flag_of(parameter: &str) -> &'static str {
 
 #[test]
 fn every_odd_input_through_the_cli() {
+    let cases = invalid_input_cases();
     let mut checked = 0;
-    for case in invalid_input_cases() {
+    for case in &cases {
         let what = case["what"].as_str().unwrap();
         let Some(argv) = case.get("cli_argv") else {
             continue; // a library-only case (provider construction)
@@ -167,7 +168,7 @@ fn every_odd_input_through_the_cli() {
             cmd.env("AWS_SESSION_TOKEN", token);
         }
         let out = cmd.args(&args).output().unwrap();
-        match verdict(&case) {
+        match verdict(case) {
             Verdict::Token(expected) => {
                 assert_eq!(assert_token(&out), expected, "{what}");
                 assert_eq!(stdout(&out), case["cli_stdout"].as_str().unwrap(), "{what}");
@@ -179,7 +180,8 @@ fn every_odd_input_through_the_cli() {
             Verdict::Environment { toolkit_message } => {
                 // Our flags are checked first: a bad user id is a usage error
                 // even when credentials are missing too.
-                let bad_flag = case["input"]["user_id"] == "1user";
+                let user_id = opt_str(&case["input"], "user_id").unwrap_or_default();
+                let bad_flag = elasticache_iam::UserId::new(user_id).is_err();
                 let err = assert_failure(&out, if bad_flag { 2 } else { 1 });
                 let topic = if bad_flag {
                     "--user-id"
@@ -193,7 +195,11 @@ fn every_odd_input_through_the_cli() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 40);
+    assert_eq!(
+        checked,
+        cases.iter().filter(|c| c.get("cli_argv").is_some()).count()
+    );
+    assert!(checked > 0);
 }
 
 #[test]

@@ -40,7 +40,6 @@ fn sign_case(case: &Value) -> Result<String, elasticache_iam::Error> {
 #[test]
 fn every_case_gets_its_verdict() {
     let cases = invalid_input_cases();
-    assert_eq!(cases.len(), 41);
     let mut counts = [0usize; 3];
     for case in &cases {
         let what = case["what"].as_str().unwrap();
@@ -66,7 +65,13 @@ fn every_case_gets_its_verdict() {
             (expected, got) => panic!("{what}: expected {expected:?}, got {got:?}"),
         }
     }
-    assert_eq!(counts, [8, 30, 3], "accepted, refused, environment");
+    // Every case got a verdict, and each kind of verdict is exercised (with the
+    // current 41 cases: 8 signed, 30 refused, 3 left to the environment).
+    assert_eq!(counts.iter().sum::<usize>(), cases.len());
+    assert!(
+        counts.iter().all(|&n| n > 0),
+        "accepted, refused, environment: {counts:?}"
+    );
 }
 
 #[test]
