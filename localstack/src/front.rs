@@ -1,0 +1,492 @@
+//! The ElastiCache front: TLS listener and RESP proxy that authenticates every
+//! connection as ElastiCache does before passing commands to the upstream.
+//!
+//! Per connection, the reader task parses client commands, answers the ones the
+//! front owns (`AUTH`, `HELLO ... AUTH`, `CLUSTER SLOTS|SHARDS|NODES`,
+//! `READONLY`, `READWRITE`, `QUIT`, and everything before authentication) and
+//! forwards the rest. A writer task sends replies back in command order: each
+//! command leaves a slot, either the front's own reply or "the next reply from
+//! upstream".
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use crate::clock::monotonic_now;
+use crate::resp::{self, Command};
+use crate::verify::{Refusal, verify};
+use crate::{Mode, Shared};
+
+/// Unauthenticated commands tolerated before the connection is closed.
+const MAX_UNAUTHENTICATED: u32 = 10;
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+const NOAUTH: &str = "NOAUTH Authentication required.";
+
+enum Slot {
+    /// The front's own reply.
+    Local(Vec<u8>),
+    /// The next reply from upstream.
+    Upstream,
+    /// From now on upstream replies come from here.
+    UpstreamConnected(tokio::net::tcp::OwnedReadHalf),
+    /// Write what is pending, then close.
+    Close,
+}
+
+/// What the front does with one command.
+enum Action {
+    Reply(Vec<u8>),
+    ReplyAndClose(Vec<u8>),
+    /// Send these bytes upstream instead of the command (a rewritten `HELLO`).
+    Forward(Vec<u8>),
+}
+
+pub(crate) async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+    loop {
+        let Ok((tcp, peer)) = listener.accept().await else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let handshake =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+            let Ok(Ok(tls)) = handshake else {
+                tracing::debug!(%peer, "TLS handshake failed");
+                return;
+            };
+            shared.stats.connection_opened();
+            let (slots, slots_rx) = mpsc::unbounded_channel();
+            let (client_r, client_w) = tokio::io::split(tls);
+            let writer = tokio::spawn(write_replies(client_w, slots_rx));
+            let connection = Connection::new(shared.clone(), peer, slots);
+            connection.run(client_r, writer).await;
+            shared.stats.connection_closed();
+        });
+    }
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    slots: mpsc::UnboundedSender<Slot>,
+    authenticated: bool,
+    /// When the connection is closed unless it re-authenticates first.
+    deadline: Option<Instant>,
+    in_multi: bool,
+    resp3: bool,
+    unauthenticated: u32,
+    upstream: Option<tokio::net::tcp::OwnedWriteHalf>,
+}
+
+impl Connection {
+    fn new(shared: Arc<Shared>, peer: SocketAddr, slots: mpsc::UnboundedSender<Slot>) -> Self {
+        Self {
+            shared,
+            peer,
+            slots,
+            authenticated: false,
+            deadline: None,
+            in_multi: false,
+            resp3: false,
+            unauthenticated: 0,
+            upstream: None,
+        }
+    }
+
+    async fn run<R: AsyncRead + Unpin>(
+        mut self,
+        mut client: R,
+        writer: tokio::task::JoinHandle<()>,
+    ) {
+        let mut drop_all = self.shared.drop_generation.subscribe();
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let mut chunk = vec![0u8; 16 * 1024];
+        let forced = loop {
+            let deadline = self.deadline;
+            let slots = self.slots.clone();
+            tokio::select! {
+                read = client.read(&mut chunk) => {
+                    let n = match read {
+                        Ok(0) | Err(_) => break false,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    match self.process(&mut buf).await {
+                        Ok(true) => {}
+                        Ok(false) | Err(()) => break false,
+                    }
+                }
+                () = sleep_until_opt(deadline) => {
+                    self.shared.stats.forced_disconnect();
+                    tracing::info!(peer = %self.peer, "closing connection: max auth age reached (the 12-hour rule)");
+                    break true;
+                }
+                _ = drop_all.changed() => {
+                    tracing::info!(peer = %self.peer, "closing connection: dropped by fault injection");
+                    break true;
+                }
+                () = slots.closed() => break false, // the writer ended: upstream or client gone
+            }
+        };
+        if forced {
+            writer.abort();
+        } else {
+            let _ = self.slots.send(Slot::Close);
+            drop(self);
+            let _ = writer.await;
+        }
+    }
+
+    /// Handle every complete command in `buf`. `Ok(false)`: close the connection.
+    async fn process(&mut self, buf: &mut Vec<u8>) -> Result<bool, ()> {
+        let mut consumed = 0;
+        let mut batch_from: Option<usize> = None;
+        let mut forwarded = 0u64;
+        let mut keep_open = true;
+        loop {
+            let cmd = match resp::parse_command(&buf[consumed..]) {
+                Ok(Some(cmd)) => cmd,
+                Ok(None) => break,
+                Err(e) => {
+                    let reply = resp::error(&format!("ERR Protocol error: {}", e.0));
+                    let _ = self.slots.send(Slot::Local(reply));
+                    keep_open = false;
+                    break;
+                }
+            };
+            let at = consumed;
+            consumed += cmd.len;
+            let action = if cmd.args.is_empty() {
+                Some(Action::Reply(Vec::new()))
+            } else {
+                self.own_reply(&buf[at..consumed], &cmd).await
+            };
+            let Some(action) = action else {
+                // Forwarded as is, in one write with its neighbours.
+                batch_from.get_or_insert(at);
+                forwarded += 1;
+                let _ = self.slots.send(Slot::Upstream);
+                continue;
+            };
+            if let Some(from) = batch_from.take() {
+                self.send_upstream(&buf[from..at]).await?;
+            }
+            match action {
+                Action::Reply(reply) => {
+                    if !reply.is_empty() {
+                        let _ = self.slots.send(Slot::Local(reply));
+                    }
+                }
+                Action::ReplyAndClose(reply) => {
+                    let _ = self.slots.send(Slot::Local(reply));
+                    keep_open = false;
+                    break;
+                }
+                Action::Forward(bytes) => {
+                    let _ = self.slots.send(Slot::Upstream);
+                    self.send_upstream(&bytes).await?;
+                    forwarded += 1;
+                }
+            }
+        }
+        if let Some(from) = batch_from {
+            self.send_upstream(&buf[from..consumed]).await?;
+        }
+        self.shared.stats.commands(forwarded);
+        buf.drain(..consumed);
+        Ok(keep_open)
+    }
+
+    async fn send_upstream(&mut self, data: &[u8]) -> Result<(), ()> {
+        match &mut self.upstream {
+            Some(up) => up.write_all(data).await.map_err(|_| ()),
+            None => Err(()),
+        }
+    }
+
+    /// The front's own handling of a command, or `None` to forward it as is.
+    async fn own_reply(&mut self, buf: &[u8], cmd: &Command) -> Option<Action> {
+        let name = cmd.arg(buf, 0).unwrap_or_default().to_ascii_uppercase();
+        match name.as_slice() {
+            b"AUTH" => Some(self.auth(buf, cmd).await),
+            b"HELLO" => Some(self.hello(buf, cmd).await),
+            b"QUIT" => Some(Action::ReplyAndClose(resp::simple("OK"))),
+            _ if !self.authenticated => {
+                self.unauthenticated += 1;
+                Some(if self.unauthenticated >= MAX_UNAUTHENTICATED {
+                    Action::ReplyAndClose(resp::error(NOAUTH))
+                } else {
+                    Action::Reply(resp::error(NOAUTH))
+                })
+            }
+            b"MULTI" => {
+                self.in_multi = true;
+                None
+            }
+            b"EXEC" | b"DISCARD" => {
+                self.in_multi = false;
+                None
+            }
+            b"READONLY" | b"READWRITE" if self.shared.config.mode == Mode::Serverless => {
+                Some(Action::Reply(resp::simple("OK")))
+            }
+            b"CLUSTER" if self.shared.config.mode == Mode::Serverless => self.cluster(buf, cmd),
+            _ => None,
+        }
+    }
+
+    /// `AUTH [user] token`.
+    async fn auth(&mut self, buf: &[u8], cmd: &Command) -> Action {
+        let (user, token) = match cmd.args.len() {
+            2 => (None, cmd.arg(buf, 1)),
+            3 => (cmd.arg(buf, 1), cmd.arg(buf, 2)),
+            _ => {
+                return Action::Reply(resp::error(
+                    "ERR wrong number of arguments for 'auth' command",
+                ));
+            }
+        };
+        let user = user.map(|u| String::from_utf8_lossy(u).into_owned());
+        let token = String::from_utf8_lossy(token.unwrap_or_default()).into_owned();
+        self.authenticate(user.as_deref(), &token, None).await
+    }
+
+    async fn authenticate(
+        &mut self,
+        user: Option<&str>,
+        token: &str,
+        hello: Option<Vec<u8>>,
+    ) -> Action {
+        let shared = self.shared.clone();
+        let reauth = self.authenticated;
+        if reauth && self.in_multi {
+            return Action::Reply(resp::error(
+                "ERR AUTH is not allowed inside MULTI (IAM re-authentication)",
+            ));
+        }
+        if let Some(reply) = shared.faults.auth_throttled(reauth) {
+            shared.stats.auth_failed("throttled");
+            return Action::Reply(resp::error(reply));
+        }
+        let outcome = if shared.faults.take_rejection() {
+            Err(Refusal::FaultInjected)
+        } else if let Some(password) = shared
+            .config
+            .password_user
+            .as_ref()
+            .filter(|(u, _)| Some(u.as_str()) == user)
+        {
+            if password.1 == token {
+                Ok(())
+            } else {
+                Err(Refusal::SignatureMismatch)
+            }
+        } else {
+            verify(
+                &shared.config.expect,
+                &shared.registry,
+                user,
+                token,
+                shared.clock.now(),
+            )
+            .map(|_| ())
+        };
+        if let Err(refusal) = outcome {
+            shared.stats.auth_failed(refusal.as_str());
+            tracing::info!(peer = %self.peer, reason = refusal.as_str(), "authentication refused");
+            return Action::Reply(resp::error(WRONGPASS));
+        }
+        if self.upstream.is_none() && self.connect_upstream().await.is_err() {
+            return Action::ReplyAndClose(resp::error("ERR upstream server unavailable"));
+        }
+        shared.stats.auth_ok(reauth);
+        self.authenticated = true;
+        self.unauthenticated = 0;
+        self.deadline = Some(monotonic_now() + shared.config.max_auth_age);
+        match hello {
+            Some(forward) => Action::Forward(forward),
+            None => Action::Reply(resp::simple("OK")),
+        }
+    }
+
+    async fn connect_upstream(&mut self) -> Result<(), ()> {
+        let stream = TcpStream::connect(self.shared.upstream_addr)
+            .await
+            .map_err(|_| ())?;
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        self.upstream = Some(w);
+        let _ = self.slots.send(Slot::UpstreamConnected(r));
+        Ok(())
+    }
+
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`: authenticate here,
+    /// forward the rest (protocol switch, SETNAME) so the reply is the server's.
+    async fn hello(&mut self, buf: &[u8], cmd: &Command) -> Action {
+        let mut forward: Vec<&[u8]> = vec![b"HELLO"];
+        let mut credentials: Option<(&[u8], &[u8])> = None;
+        let mut i = 1;
+        while i < cmd.args.len() {
+            if i > 1 && cmd.arg_is(buf, i, "AUTH") {
+                let (Some(user), Some(pass)) = (cmd.arg(buf, i + 1), cmd.arg(buf, i + 2)) else {
+                    return Action::Reply(resp::error("ERR Syntax error in HELLO option 'auth'"));
+                };
+                credentials = Some((user, pass));
+                i += 3;
+            } else {
+                forward.push(cmd.arg(buf, i).unwrap_or_default());
+                i += 1;
+            }
+        }
+        let proto = cmd.arg(buf, 1);
+        let encoded = resp::array(&forward.iter().map(|a| resp::bulk(a)).collect::<Vec<_>>());
+        let action = match credentials {
+            Some((user, pass)) => {
+                let user = String::from_utf8_lossy(user).into_owned();
+                let pass = String::from_utf8_lossy(pass).into_owned();
+                self.authenticate(Some(&user), &pass, Some(encoded)).await
+            }
+            None if !self.authenticated => {
+                return Action::Reply(resp::error(
+                    "NOAUTH HELLO must be called with the client already authenticated, otherwise \
+                     the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the \
+                     client and select the RESP protocol version at the same time",
+                ));
+            }
+            None => Action::Forward(encoded),
+        };
+        if matches!(action, Action::Forward(_))
+            && let Some(proto) = proto
+        {
+            self.resp3 = proto == b"3";
+        }
+        action
+    }
+
+    /// `CLUSTER SLOTS | SHARDS | NODES | INFO | MYID` for the serverless topology:
+    /// one shard, slots 0-16383, at the front's address.
+    fn cluster(&self, buf: &[u8], cmd: &Command) -> Option<Action> {
+        let host = self.shared.config.advertised_host.as_bytes();
+        let port = i64::from(self.shared.front_addr.port());
+        let id = b"0000000000000000000000000000000000000001";
+        let reply = if cmd.arg_is(buf, 1, "SLOTS") {
+            let node = resp::array(&[resp::bulk(host), resp::int(port), resp::bulk(id)]);
+            resp::array(&[resp::array(&[resp::int(0), resp::int(16383), node])])
+        } else if cmd.arg_is(buf, 1, "SHARDS") {
+            let node = resp::map(
+                &[
+                    (resp::bulk(b"id"), resp::bulk(id)),
+                    (resp::bulk(b"endpoint"), resp::bulk(host)),
+                    (resp::bulk(b"ip"), resp::bulk(host)),
+                    (resp::bulk(b"port"), resp::int(port)),
+                    (resp::bulk(b"role"), resp::bulk(b"master")),
+                    (resp::bulk(b"replication-offset"), resp::int(0)),
+                    (resp::bulk(b"health"), resp::bulk(b"online")),
+                ],
+                self.resp3,
+            );
+            let shard = resp::map(
+                &[
+                    (
+                        resp::bulk(b"slots"),
+                        resp::array(&[resp::int(0), resp::int(16383)]),
+                    ),
+                    (resp::bulk(b"nodes"), resp::array(&[node])),
+                ],
+                self.resp3,
+            );
+            resp::array(&[shard])
+        } else if cmd.arg_is(buf, 1, "NODES") {
+            let line = format!(
+                "{} {}:{port}@{port} myself,master - 0 0 1 connected 0-16383\n",
+                std::str::from_utf8(id).unwrap_or_default(),
+                String::from_utf8_lossy(host)
+            );
+            resp::bulk(line.as_bytes())
+        } else if cmd.arg_is(buf, 1, "INFO") {
+            resp::bulk(b"cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_known_nodes:1\r\ncluster_size:1\r\n")
+        } else if cmd.arg_is(buf, 1, "MYID") {
+            resp::bulk(id)
+        } else {
+            return None;
+        };
+        Some(Action::Reply(reply))
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Send replies to the client in command order.
+async fn write_replies<W: AsyncWrite + Unpin>(client: W, mut slots: mpsc::UnboundedReceiver<Slot>) {
+    let mut out = BufWriter::with_capacity(32 * 1024, client);
+    let mut upstream: Option<tokio::net::tcp::OwnedReadHalf> = None;
+    let mut pending = Vec::with_capacity(32 * 1024);
+    let mut start = 0;
+    let mut chunk = vec![0u8; 32 * 1024];
+    while let Some(slot) = slots.recv().await {
+        let written = match slot {
+            Slot::Local(bytes) => out.write_all(&bytes).await.is_ok(),
+            Slot::UpstreamConnected(reader) => {
+                upstream = Some(reader);
+                true
+            }
+            Slot::Upstream => {
+                let Some(reader) = upstream.as_mut() else {
+                    return;
+                };
+                // One reply; RESP3 push frames before it go through as they come.
+                loop {
+                    match resp::reply_len(&pending[start..]) {
+                        Ok(Some(n)) => {
+                            let push = pending[start] == b'>';
+                            if out.write_all(&pending[start..start + n]).await.is_err() {
+                                return;
+                            }
+                            start += n;
+                            if !push {
+                                break;
+                            }
+                        }
+                        Ok(None) => {
+                            if out.flush().await.is_err() {
+                                return;
+                            }
+                            pending.drain(..start);
+                            start = 0;
+                            match reader.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return, // upstream closed: close the client
+                                Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                }
+                true
+            }
+            Slot::Close => {
+                let _ = out.flush().await;
+                let _ = out.shutdown().await;
+                return;
+            }
+        };
+        if !written {
+            return;
+        }
+        if slots.is_empty() && out.flush().await.is_err() {
+            return;
+        }
+    }
+}

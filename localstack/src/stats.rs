@@ -1,0 +1,106 @@
+//! Counters, readable in-process ([`Stats::snapshot`]) and at `GET /stats`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Live counters of the stack.
+#[derive(Debug, Default)]
+pub struct Stats {
+    auth_ok: AtomicU64,
+    reauth_ok: AtomicU64,
+    auth_failed: Mutex<BTreeMap<String, u64>>,
+    forced_disconnects: AtomicU64,
+    connections_open: AtomicU64,
+    connections_total: AtomicU64,
+    commands: AtomicU64,
+    credentials_issued: AtomicU64,
+}
+
+/// A point-in-time copy of the counters (the `GET /stats` body).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StatsSnapshot {
+    /// Successful authentications, first or re-authentication.
+    pub auth_ok: u64,
+    /// Successful re-authentications of an already authenticated connection.
+    pub reauth_ok: u64,
+    /// Refused authentications, by reason.
+    pub auth_failed: BTreeMap<String, u64>,
+    /// Connections closed by the 12-hour (max auth age) rule.
+    pub forced_disconnects: u64,
+    /// Client connections open now.
+    pub connections_open: u64,
+    /// Client connections accepted since start.
+    pub connections_total: u64,
+    /// Commands received from authenticated clients.
+    pub commands: u64,
+    /// Temporary credentials issued by the mock endpoints.
+    pub credentials_issued: u64,
+}
+
+impl StatsSnapshot {
+    /// Refusals counted for `reason`.
+    pub fn failed(&self, reason: &str) -> u64 {
+        self.auth_failed.get(reason).copied().unwrap_or(0)
+    }
+
+    /// All refusals.
+    pub fn failed_total(&self) -> u64 {
+        self.auth_failed.values().sum()
+    }
+}
+
+impl Stats {
+    pub(crate) fn auth_ok(&self, reauth: bool) {
+        self.auth_ok.fetch_add(1, Ordering::Relaxed);
+        if reauth {
+            self.reauth_ok.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn auth_failed(&self, reason: &str) {
+        *self
+            .auth_failed
+            .lock()
+            .unwrap()
+            .entry(reason.to_owned())
+            .or_default() += 1;
+    }
+
+    pub(crate) fn forced_disconnect(&self) {
+        self.forced_disconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn commands(&self, n: u64) {
+        self.commands.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn credentials_issued(&self) {
+        self.credentials_issued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A copy of the counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            auth_ok: self.auth_ok.load(Ordering::Relaxed),
+            reauth_ok: self.reauth_ok.load(Ordering::Relaxed),
+            auth_failed: self.auth_failed.lock().unwrap().clone(),
+            forced_disconnects: self.forced_disconnects.load(Ordering::Relaxed),
+            connections_open: self.connections_open.load(Ordering::Relaxed),
+            connections_total: self.connections_total.load(Ordering::Relaxed),
+            commands: self.commands.load(Ordering::Relaxed),
+            credentials_issued: self.credentials_issued.load(Ordering::Relaxed),
+        }
+    }
+}
