@@ -32,6 +32,7 @@
 pub mod clock;
 mod faults;
 mod front;
+pub mod http;
 pub mod registry;
 pub mod resp;
 mod stats;
@@ -182,6 +183,27 @@ impl StackConfig {
         self
     }
 
+    /// Lifetime of the temporary credentials the mock endpoints issue. Defaults to 1 hour.
+    #[must_use]
+    pub fn credential_lifetime(mut self, lifetime: Duration) -> Self {
+        self.credential_lifetime = lifetime;
+        self
+    }
+
+    /// The front's port; 0 picks a free one. Defaults to 0.
+    #[must_use]
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The upstream binary. Defaults to the engine's binary on `PATH`.
+    #[must_use]
+    pub fn server_binary(mut self, path: PathBuf) -> Self {
+        self.server_binary = Some(path);
+        self
+    }
+
     /// TLS 1.3 only. Defaults to false.
     #[must_use]
     pub fn tls13_only(mut self, on: bool) -> Self {
@@ -207,6 +229,7 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn WallClock>,
     pub(crate) drop_generation: watch::Sender<u64>,
     pub(crate) upstream_addr: SocketAddr,
+    pub(crate) upstream: tokio::sync::Mutex<upstream::Upstream>,
     pub(crate) front_addr: SocketAddr,
 }
 
@@ -225,8 +248,12 @@ impl std::error::Error for StartError {}
 /// A running local stack. Dropping it stops everything, upstream included.
 pub struct Stack {
     shared: Arc<Shared>,
-    upstream: tokio::sync::Mutex<upstream::Upstream>,
     dir: tempfile::TempDir,
+    http_addr: SocketAddr,
+    mode: Mode,
+    cache_name: String,
+    user_id: String,
+    region: String,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -257,6 +284,24 @@ impl Stack {
         let front_addr = listener
             .local_addr()
             .map_err(|e| StartError(e.to_string()))?;
+        let http_listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| StartError(format!("cannot listen for HTTP on 127.0.0.1: {e}")))?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(|e| StartError(e.to_string()))?;
+        let pod_identity_token = format!("pod-identity-token-{}", rand::random::<u64>());
+        let web_identity_token = format!(
+            "eyJhbGciOiJSUzI1NiJ9.localstack-web-identity.{}",
+            rand::random::<u64>()
+        );
+        for (name, content) in [
+            ("pod-identity-token", &pod_identity_token),
+            ("web-identity-token", &web_identity_token),
+        ] {
+            std::fs::write(dir.path().join(name), content)
+                .map_err(|e| StartError(format!("writing {name}: {e}")))?;
+        }
 
         let service = "elasticache".to_owned();
         let shared = Arc::new(Shared {
@@ -280,6 +325,7 @@ impl Stack {
             clock: config.clock.clone(),
             drop_generation: watch::channel(0).0,
             upstream_addr: upstream.addr(),
+            upstream: tokio::sync::Mutex::new(upstream),
             front_addr,
         });
         shared.registry.insert(KnownCredentials {
@@ -290,18 +336,100 @@ impl Stack {
             principal: STATIC_PRINCIPAL.to_owned(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        let tasks = vec![tokio::spawn(front::accept_loop(
-            listener,
-            acceptor,
-            shared.clone(),
-        ))];
-        tracing::info!(front = %front_addr, upstream = %shared.upstream_addr, "local stack ready");
+        let app = http::router(Arc::new(http::HttpState {
+            shared: shared.clone(),
+            credential_lifetime: config.credential_lifetime,
+            pod_identity_token,
+            web_identity_token,
+        }));
+        let tasks = vec![
+            tokio::spawn(front::accept_loop(listener, acceptor, shared.clone())),
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(http_listener, app).await {
+                    tracing::error!(error = %e, "HTTP endpoints stopped");
+                }
+            }),
+        ];
+        tracing::info!(front = %front_addr, http = %http_addr, upstream = %shared.upstream_addr, "local stack ready");
         Ok(Self {
             shared,
-            upstream: tokio::sync::Mutex::new(upstream),
             dir,
+            http_addr,
+            mode: config.mode,
+            cache_name: config.cache_name,
+            user_id: config.user_id,
+            region: config.region,
             tasks,
         })
+    }
+
+    /// The admin endpoint's base URL (`GET /stats`, `POST /faults`).
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// The ECS task role credentials URL (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
+    pub fn container_credentials_uri(&self) -> String {
+        format!("http://{}/ecs/credentials", self.http_addr)
+    }
+
+    /// The EKS Pod Identity credentials URL (`AWS_CONTAINER_CREDENTIALS_FULL_URI`,
+    /// with [`pod_identity_token_file`](Self::pod_identity_token_file)).
+    pub fn pod_identity_uri(&self) -> String {
+        format!("http://{}/pod-identity/credentials", self.http_addr)
+    }
+
+    /// The file holding the Pod Identity authorization token
+    /// (`AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`).
+    pub fn pod_identity_token_file(&self) -> PathBuf {
+        self.dir.path().join("pod-identity-token")
+    }
+
+    /// The STS endpoint (`AWS_ENDPOINT_URL_STS`).
+    pub fn sts_endpoint(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// The role the web identity may assume (`AWS_ROLE_ARN`).
+    pub fn role_arn(&self) -> &'static str {
+        http::IRSA_ROLE_ARN
+    }
+
+    /// The web identity token file (`AWS_WEB_IDENTITY_TOKEN_FILE`).
+    pub fn web_identity_token_file(&self) -> PathBuf {
+        self.dir.path().join("web-identity-token")
+    }
+
+    /// The environment a service needs to reach this stack with IAM auth and the
+    /// static test credentials: the keys of the binary's env file.
+    pub fn env_vars(&self) -> Vec<(&'static str, String)> {
+        let target = match self.mode {
+            Mode::Serverless => "ELASTICACHE_SERVERLESS_CACHE",
+            Mode::ReplicationGroup => "ELASTICACHE_REPLICATION_GROUP",
+        };
+        vec![
+            ("REDIS_HOST", self.shared.config.advertised_host.clone()),
+            ("REDIS_PORT", self.shared.front_addr.port().to_string()),
+            ("REDIS_SSL", "true".to_owned()),
+            ("REDIS_SSL_CA_CERTS", self.ca_file().display().to_string()),
+            ("USE_IAM_AUTH", "true".to_owned()),
+            (target, self.cache_name.clone()),
+            ("ELASTICACHE_USER_ID", self.user_id.clone()),
+            ("AWS_REGION", self.region.clone()),
+            ("AWS_ACCESS_KEY_ID", STATIC_ACCESS_KEY_ID.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", STATIC_SECRET_ACCESS_KEY.to_owned()),
+            ("LOCALSTACK_ADMIN_URL", self.admin_url()),
+            (
+                "LOCALSTACK_CONTAINER_CREDENTIALS_URI",
+                self.container_credentials_uri(),
+            ),
+            ("LOCALSTACK_STS_ENDPOINT", self.sts_endpoint()),
+            ("LOCALSTACK_ROLE_ARN", self.role_arn().to_owned()),
+            (
+                "LOCALSTACK_WEB_IDENTITY_TOKEN_FILE",
+                self.web_identity_token_file().display().to_string(),
+            ),
+        ]
     }
 
     /// The front's address (TLS).
@@ -346,17 +474,17 @@ impl Stack {
 
     /// Stop the upstream server (clients' connections close; new ones are refused).
     pub async fn stop_upstream(&self) {
-        self.upstream.lock().await.stop().await;
+        self.shared.upstream.lock().await.stop().await;
     }
 
     /// Start the upstream server again on the same port.
     pub async fn start_upstream(&self) -> Result<(), UpstreamError> {
-        self.upstream.lock().await.restart().await
+        self.shared.upstream.lock().await.restart().await
     }
 
     /// Whether the upstream is running.
     pub async fn upstream_running(&self) -> bool {
-        self.upstream.lock().await.is_running()
+        self.shared.upstream.lock().await.is_running()
     }
 }
 
@@ -364,6 +492,12 @@ impl Drop for Stack {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+        // Close client connections (their tasks hold the shared state) and stop
+        // the upstream now rather than when the last of them ends.
+        self.shared.drop_generation.send_modify(|g| *g += 1);
+        if let Ok(mut upstream) = self.shared.upstream.try_lock() {
+            upstream.kill_now();
         }
     }
 }

@@ -158,6 +158,13 @@ impl Upstream {
         self.spawn().await
     }
 
+    /// Kill the server without waiting (for `Drop`).
+    pub(crate) fn kill_now(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+    }
+
     pub(crate) fn is_running(&self) -> bool {
         self.child.is_some()
     }

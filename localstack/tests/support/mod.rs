@@ -166,3 +166,59 @@ impl RawClient {
         }
     }
 }
+
+/// A plain HTTP/1.1 request to the stack's HTTP endpoints: (status, body).
+pub async fn http(stack: &Stack, method: &str, path: &str, body: &str) -> (u16, String) {
+    let addr = stack.admin_url().trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Credentials from aws-config's real default chain, with exactly `vars` as the
+/// environment (plus isolation: no profile files, no instance metadata).
+pub async fn default_chain(vars: &[(&str, &str)]) -> Result<Credentials, String> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let nowhere = std::env::temp_dir().join("elasticache-localstack-no-such-dir");
+    let nowhere = nowhere.display().to_string();
+    let mut env = vec![
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", nowhere.as_str()),
+        ("AWS_SHARED_CREDENTIALS_FILE", nowhere.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    env.extend_from_slice(vars);
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .env(aws_types::os_shim_internal::Env::from_slice(&env))
+        .load()
+        .await;
+    let provider = config.credentials_provider().ok_or("no provider")?;
+    provider
+        .provide_credentials()
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// Sign with `creds` and authenticate a new connection; the reply.
+pub async fn auth_with(stack: &Stack, cache: &str, creds: &Credentials) -> String {
+    let signer = TokenSigner::builder()
+        .serverless_cache(cache)
+        .user_id("iam-user-01")
+        .region("us-east-1")
+        .build()
+        .unwrap();
+    let token = signer.sign(creds, now()).unwrap();
+    let mut c = RawClient::connect(stack).await;
+    c.cmd(&["AUTH", "iam-user-01", token.expose_secret()]).await
+}

@@ -1,0 +1,256 @@
+//! The stack's HTTP endpoints on one loopback listener:
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /ecs/credentials` | ECS task role credentials (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) |
+//! | `GET /pod-identity/credentials` | EKS Pod Identity: as ECS, but requires the `Authorization` value from `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` |
+//! | `POST /` | STS `AssumeRoleWithWebIdentity` (EKS IRSA, `AWS_ENDPOINT_URL_STS`) |
+//! | `GET /stats` | the counters as JSON |
+//! | `POST /faults` | inject faults (JSON body, see [`FaultRequest`]) |
+//!
+//! Each credentials request issues fresh temporary credentials with the
+//! configured lifetime and registers them with the front, which accepts them
+//! until they expire.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::Shared;
+use crate::registry::KnownCredentials;
+
+/// The role the ECS task role endpoint issues credentials for.
+pub const ECS_ROLE_ARN: &str = "arn:aws:iam::000000000000:role/localstack-ecs-task";
+/// The role the Pod Identity endpoint issues credentials for.
+pub const POD_IDENTITY_ROLE_ARN: &str = "arn:aws:iam::000000000000:role/localstack-pod-identity";
+/// The role STS lets the web identity assume (`AWS_ROLE_ARN`).
+pub const IRSA_ROLE_ARN: &str = "arn:aws:iam::000000000000:role/localstack-irsa";
+
+/// The body of `POST /faults`. Every field is optional; the ones present are applied.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRequest {
+    /// Close every client connection now.
+    #[serde(default)]
+    pub drop_connections: bool,
+    /// Refuse the next N authentications with `WRONGPASS`.
+    pub reject_auths: Option<u64>,
+    /// Answer authentications with the throttling errors for this many milliseconds.
+    pub throttle_auth_ms: Option<u64>,
+    /// `"stop"` or `"start"` the upstream server.
+    pub upstream: Option<String>,
+    /// Fail the next N credential endpoint requests (HTTP 500).
+    pub fail_credential_requests: Option<u64>,
+}
+
+pub(crate) struct HttpState {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) credential_lifetime: Duration,
+    pub(crate) pod_identity_token: String,
+    pub(crate) web_identity_token: String,
+}
+
+pub(crate) fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/ecs/credentials", get(ecs_credentials))
+        .route("/pod-identity/credentials", get(pod_identity_credentials))
+        .route("/", post(sts))
+        .route("/stats", get(stats))
+        .route("/faults", post(faults))
+        .with_state(state)
+}
+
+fn random_string(len: usize, alphabet: &[u8]) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+/// Issue and register temporary credentials for `principal`.
+fn issue(state: &HttpState, principal: &str) -> (KnownCredentials, SystemTime) {
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let expires = state.shared.clock.now() + state.credential_lifetime;
+    let credentials = KnownCredentials {
+        access_key_id: format!("ASIA{}", random_string(16, UPPER)),
+        secret_access_key: random_string(40, B64),
+        session_token: Some(format!("IQoJb3JpZ2luX2VjE{}==", random_string(300, B64))),
+        expires: Some(expires),
+        principal: principal.to_owned(),
+    };
+    state.shared.registry.insert(credentials.clone());
+    state.shared.stats.credentials_issued();
+    tracing::debug!(access_key_id = %credentials.access_key_id, principal, "issued temporary credentials");
+    (credentials, expires)
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    OffsetDateTime::from(t).format(&Rfc3339).unwrap_or_default()
+}
+
+fn injected_failure(state: &HttpState) -> Option<Response> {
+    state.shared.faults.take_credential_failure().then(|| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "injected credential endpoint failure",
+        )
+            .into_response()
+    })
+}
+
+fn container_response(state: &HttpState, principal: &str) -> Response {
+    let (c, expires) = issue(state, principal);
+    Json(serde_json::json!({
+        "AccessKeyId": c.access_key_id,
+        "SecretAccessKey": c.secret_access_key,
+        "Token": c.session_token,
+        "Expiration": rfc3339(expires),
+        "RoleArn": principal,
+    }))
+    .into_response()
+}
+
+async fn ecs_credentials(State(state): State<Arc<HttpState>>) -> Response {
+    if let Some(failure) = injected_failure(&state) {
+        return failure;
+    }
+    container_response(&state, ECS_ROLE_ARN)
+}
+
+async fn pod_identity_credentials(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(failure) = injected_failure(&state) {
+        return failure;
+    }
+    let authorized = headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes() == state.pod_identity_token.as_bytes());
+    if !authorized {
+        return (StatusCode::UNAUTHORIZED, "missing or wrong Authorization").into_response();
+    }
+    container_response(&state, POD_IDENTITY_ROLE_ARN)
+}
+
+fn sts_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+         <Code>{code}</Code><Message>{message}</Message></Error><RequestId>localstack</RequestId></ErrorResponse>"
+    );
+    (status, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
+}
+
+async fn sts(
+    State(state): State<Arc<HttpState>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(failure) = injected_failure(&state) {
+        return failure;
+    }
+    if form.get("Action").map(String::as_str) != Some("AssumeRoleWithWebIdentity") {
+        return sts_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidAction",
+            "only AssumeRoleWithWebIdentity is mocked",
+        );
+    }
+    if form.get("RoleArn").map(String::as_str) != Some(IRSA_ROLE_ARN) {
+        return sts_error(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "not authorized to assume this role",
+        );
+    }
+    if form.get("WebIdentityToken") != Some(&state.web_identity_token) {
+        return sts_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidIdentityToken",
+            "the web identity token is not valid",
+        );
+    }
+    let session = form
+        .get("RoleSessionName")
+        .cloned()
+        .unwrap_or_else(|| "session".into());
+    let principal = format!("arn:aws:sts::000000000000:assumed-role/localstack-irsa/{session}");
+    let (c, expires) = issue(&state, &principal);
+    let body = format!(
+        "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <AssumeRoleWithWebIdentityResult>\
+         <Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey>\
+         <SessionToken>{}</SessionToken><Expiration>{}</Expiration></Credentials>\
+         <SubjectFromWebIdentityToken>system:serviceaccount:default:localstack</SubjectFromWebIdentityToken>\
+         <AssumedRoleUser><Arn>{principal}</Arn><AssumedRoleId>AROALOCALSTACK:{session}</AssumedRoleId></AssumedRoleUser>\
+         <Provider>localstack</Provider><Audience>sts.amazonaws.com</Audience>\
+         </AssumeRoleWithWebIdentityResult>\
+         <ResponseMetadata><RequestId>localstack</RequestId></ResponseMetadata>\
+         </AssumeRoleWithWebIdentityResponse>",
+        c.access_key_id,
+        c.secret_access_key,
+        c.session_token.unwrap_or_default(),
+        rfc3339(expires),
+    );
+    ([(header::CONTENT_TYPE, "text/xml")], body).into_response()
+}
+
+async fn stats(State(state): State<Arc<HttpState>>) -> Response {
+    Json(state.shared.stats.snapshot()).into_response()
+}
+
+async fn faults(
+    State(state): State<Arc<HttpState>>,
+    Json(request): Json<FaultRequest>,
+) -> Response {
+    let mut applied = Vec::new();
+    if request.drop_connections {
+        state.shared.drop_generation.send_modify(|g| *g += 1);
+        applied.push("drop_connections".to_owned());
+    }
+    if let Some(n) = request.reject_auths {
+        state.shared.faults.reject_next_auths(n);
+        applied.push(format!("reject_auths={n}"));
+    }
+    if let Some(ms) = request.throttle_auth_ms {
+        state
+            .shared
+            .faults
+            .throttle_auths_for(Duration::from_millis(ms));
+        applied.push(format!("throttle_auth_ms={ms}"));
+    }
+    if let Some(n) = request.fail_credential_requests {
+        state.shared.faults.fail_credential_requests(n);
+        applied.push(format!("fail_credential_requests={n}"));
+    }
+    if let Some(action) = &request.upstream {
+        let mut upstream = state.shared.upstream.lock().await;
+        match action.as_str() {
+            "stop" => upstream.stop().await,
+            "start" => {
+                if let Err(e) = upstream.restart().await {
+                    return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+                }
+            }
+            other => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("upstream must be \"stop\" or \"start\", not {other:?}"),
+                )
+                    .into_response();
+            }
+        }
+        applied.push(format!("upstream={action}"));
+    }
+    Json(serde_json::json!({ "applied": applied })).into_response()
+}
