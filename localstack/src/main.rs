@@ -1,1 +1,166 @@
-fn main() {}
+//! `elasticache-localstack`: run the local ElastiCache stand-in from the command
+//! line until terminated.
+//!
+//! ```text
+//! elasticache-localstack (--serverless-cache NAME | --replication-group ID)
+//!     --user-id ID --region REGION [--engine valkey|redis] [--port P]
+//!     [--max-auth-age DUR] [--credential-lifetime DUR] [--env-file PATH]
+//! ```
+//!
+//! When ready it writes the env file (sourceable `KEY=VALUE` lines) and serves
+//! until SIGINT / SIGTERM, then stops the upstream and removes its files.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgGroup, Parser, ValueEnum};
+use elasticache_localstack::{Engine, Stack, StackConfig};
+
+/// A local Amazon ElastiCache stand-in: TLS, IAM token verification and the
+/// 12-hour rule in front of a real valkey-server, with mock AWS credential
+/// endpoints and an admin endpoint.
+#[derive(Debug, Parser)]
+#[command(name = "elasticache-localstack", version)]
+#[command(group(ArgGroup::new("target").required(true).args(["serverless_cache", "replication_group"])))]
+struct Args {
+    /// Act as an ElastiCache Serverless cache with this name.
+    #[arg(long, value_name = "NAME")]
+    serverless_cache: Option<String>,
+    /// Act as a node-based replication group (cluster mode disabled) with this id.
+    #[arg(long, value_name = "ID")]
+    replication_group: Option<String>,
+    /// The IAM-enabled user id (== user name) tokens must sign.
+    #[arg(long, value_name = "ID")]
+    user_id: String,
+    /// The region tokens must be signed for.
+    #[arg(long, value_name = "REGION")]
+    region: String,
+    /// The upstream server.
+    #[arg(long, value_enum, default_value = "valkey")]
+    engine: EngineArg,
+    /// The front's TLS port (default: a free one).
+    #[arg(long, value_name = "P", default_value_t = 0)]
+    port: u16,
+    /// Close connections whose last authentication is older than this (the 12-hour rule).
+    #[arg(long, value_name = "DUR", default_value = "12h", value_parser = parse_duration)]
+    max_auth_age: Duration,
+    /// Lifetime of the temporary credentials the mock endpoints issue.
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = parse_duration)]
+    credential_lifetime: Duration,
+    /// Write the environment for clients here when ready.
+    #[arg(long, value_name = "PATH")]
+    env_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum EngineArg {
+    Valkey,
+    Redis,
+}
+
+/// `8s`, `250ms`, `10m`, `12h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration such as 8s, 10m or 12h, not {s:?}"))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => {
+            return Err(format!(
+                "expected a duration such as 8s, 10m or 12h, not {s:?}"
+            ));
+        }
+    };
+    if secs == 0 {
+        return Err("the duration must be positive".to_owned());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "elasticache_localstack=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = match (&args.serverless_cache, &args.replication_group) {
+        (Some(name), None) => StackConfig::serverless(name),
+        (None, Some(id)) => StackConfig::replication_group(id),
+        _ => unreachable!("clap enforces exactly one target"),
+    };
+    let config = config
+        .user_id(&args.user_id)
+        .region(&args.region)
+        .engine(match args.engine {
+            EngineArg::Valkey => Engine::Valkey,
+            EngineArg::Redis => Engine::Redis,
+        })
+        .port(args.port)
+        .max_auth_age(args.max_auth_age)
+        .credential_lifetime(args.credential_lifetime);
+    let stack = match Stack::start(config).await {
+        Ok(stack) => stack,
+        Err(e) => {
+            eprintln!("elasticache-localstack: error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let env: String = stack
+        .env_vars()
+        .iter()
+        .map(|(k, v)| format!("{k}={}\n", shell_quote(v)))
+        .collect();
+    if let Some(path) = &args.env_file
+        && let Err(e) = std::fs::write(path, &env)
+    {
+        eprintln!(
+            "elasticache-localstack: error: writing {}: {e}",
+            path.display()
+        );
+        return ExitCode::from(1);
+    }
+    eprintln!(
+        "elasticache-localstack: ready on 127.0.0.1:{}",
+        stack.endpoint().port()
+    );
+    eprint!("{env}");
+
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                eprintln!("elasticache-localstack: error: cannot listen for SIGTERM: {e}");
+                return ExitCode::from(1);
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("elasticache-localstack: stopping");
+    stack.stop_upstream().await;
+    drop(stack);
+    ExitCode::SUCCESS
+}
+
+/// Quote a value for `source` when it holds anything but safe characters.
+fn shell_quote(value: &str) -> String {
+    if value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_./:=+@%".contains(&b))
+    {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', "'\\''"))
+    }
+}

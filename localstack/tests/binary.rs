@@ -1,0 +1,126 @@
+//! The binary's contract: when ready it writes the env file with every
+//! documented key, serves with those values, and on SIGTERM exits cleanly.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+use elasticache_iam::TokenSigner;
+
+const KEYS: &[&str] = &[
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_SSL",
+    "REDIS_SSL_CA_CERTS",
+    "USE_IAM_AUTH",
+    "ELASTICACHE_SERVERLESS_CACHE",
+    "ELASTICACHE_USER_ID",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "LOCALSTACK_ADMIN_URL",
+    "LOCALSTACK_CONTAINER_CREDENTIALS_URI",
+    "LOCALSTACK_STS_ENDPOINT",
+    "LOCALSTACK_ROLE_ARN",
+    "LOCALSTACK_WEB_IDENTITY_TOKEN_FILE",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_file_then_serve_then_clean_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("stack.env");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_elasticache-localstack"))
+        .args([
+            "--serverless-cache",
+            "bin-cache",
+            "--user-id",
+            "bin-user",
+            "--region",
+            "eu-west-2",
+        ])
+        .args([
+            "--max-auth-age",
+            "8s",
+            "--credential-lifetime",
+            "10m",
+            "--env-file",
+        ])
+        .arg(&env_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = std::fs::read_to_string(&env_file).unwrap_or_default();
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let env: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    for key in KEYS {
+        assert!(
+            env.contains_key(key),
+            "{key} missing from the env file:\n{text}"
+        );
+    }
+    assert_eq!(env["REDIS_SSL"], "true");
+    assert_eq!(env["USE_IAM_AUTH"], "true");
+    assert_eq!(env["ELASTICACHE_SERVERLESS_CACHE"], "bin-cache");
+    assert_eq!(env["ELASTICACHE_USER_ID"], "bin-user");
+    assert_eq!(env["AWS_REGION"], "eu-west-2");
+
+    // Authenticate with exactly what the env file says.
+    let signer = TokenSigner::builder()
+        .serverless_cache(env["ELASTICACHE_SERVERLESS_CACHE"])
+        .user_id(env["ELASTICACHE_USER_ID"])
+        .region(env["AWS_REGION"])
+        .build()
+        .unwrap();
+    let creds = Credentials::new(
+        env["AWS_ACCESS_KEY_ID"],
+        env["AWS_SECRET_ACCESS_KEY"],
+        None,
+        None,
+        "env-file",
+    );
+    let token = signer.sign(&creds, support::now()).unwrap();
+    let out = Command::new("redis-cli")
+        .env("REDISCLI_AUTH", token.expose_secret())
+        .args([
+            "--tls",
+            "--cacert",
+            env["REDIS_SSL_CA_CERTS"],
+            "-h",
+            env["REDIS_HOST"],
+            "-p",
+            env["REDIS_PORT"],
+        ])
+        .args(["--user", env["ELASTICACHE_USER_ID"], "PING"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "PONG");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = status.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the stack did not exit on SIGTERM")
+    });
+    assert!(status.success(), "{status}");
+}
