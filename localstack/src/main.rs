@@ -4,7 +4,7 @@
 //! ```text
 //! elasticache-localstack (--serverless-cache NAME | --replication-group ID)
 //!     --user-id ID --region REGION [--engine valkey|redis] [--port P]
-//!     [--max-auth-age DUR] [--credential-lifetime DUR] [--env-file PATH]
+//!     [--max-auth-age DUR] [--credential-lifetime DUR] [--env-file PATH] [--tls13-only]
 //! ```
 //!
 //! When ready it writes the env file (sourceable `KEY=VALUE` lines) and serves
@@ -48,6 +48,9 @@ struct Args {
     /// Lifetime of the temporary credentials the mock endpoints issue.
     #[arg(long, value_name = "DUR", default_value = "1h", value_parser = parse_duration)]
     credential_lifetime: Duration,
+    /// Accept TLS 1.3 only, as ElastiCache public endpoints do (default: 1.2 and 1.3).
+    #[arg(long)]
+    tls13_only: bool,
     /// Write the environment for clients here when ready.
     #[arg(long, value_name = "PATH")]
     env_file: Option<PathBuf>,
@@ -107,7 +110,8 @@ async fn main() -> ExitCode {
         })
         .port(args.port)
         .max_auth_age(args.max_auth_age)
-        .credential_lifetime(args.credential_lifetime);
+        .credential_lifetime(args.credential_lifetime)
+        .tls13_only(args.tls13_only);
     let stack = match Stack::start(config).await {
         Ok(stack) => stack,
         Err(e) => {

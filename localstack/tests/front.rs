@@ -452,3 +452,38 @@ async fn a_password_user_can_be_configured_for_comparison_runs() {
     assert_eq!(c.cmd(&["PING"]).await, "+PONG\r\n");
     let _ = (STATIC_SECRET_ACCESS_KEY, support::static_credentials);
 }
+
+#[tokio::test]
+async fn a_denied_principal_is_refused() {
+    let stack = start(StackConfig::serverless(CACHE)).await;
+    stack.registry().insert(KnownCredentials {
+        access_key_id: "AKIADENIED0000000001".into(),
+        secret_access_key: "denied-secret".into(),
+        session_token: None,
+        expires: None,
+        principal: "arn:aws:iam::000000000000:user/no-connect".into(),
+    });
+    stack
+        .registry()
+        .deny_principal("arn:aws:iam::000000000000:user/no-connect");
+    let creds = Credentials::new("AKIADENIED0000000001", "denied-secret", None, None, "t");
+    let signer = TokenSigner::builder()
+        .serverless_cache(CACHE)
+        .user_id("iam-user-01")
+        .region("us-east-1")
+        .build()
+        .unwrap();
+    let token = signer.sign(&creds, now()).unwrap();
+    let mut c = RawClient::connect(&stack).await;
+    assert_eq!(
+        c.cmd(&["AUTH", "iam-user-01", token.expose_secret()]).await,
+        WRONGPASS
+    );
+    assert_eq!(stack.stats().failed("principal_denied"), 1);
+    // The same token shape from an allowed principal passes.
+    assert_eq!(
+        c.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
+            .await,
+        "+OK\r\n"
+    );
+}
