@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use elasticache_localstack::{StackConfig, StatsSnapshot};
-use support::{RawClient, WRONGPASS, auth_with, default_chain, http, serverless_token, start};
+use support::{RawClient, WRONGPASS, auth_with, default_chain, http, start};
 
 const CACHE: &str = "my-cache";
 
@@ -93,11 +93,7 @@ async fn issued_credentials_stop_being_accepted_when_they_expire() {
 async fn admin_endpoint_reads_counters_and_injects_faults() {
     let stack = start(StackConfig::serverless(CACHE)).await;
     let mut c = RawClient::connect(&stack).await;
-    assert_eq!(
-        c.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(c.auth(CACHE).await, "+OK\r\n");
 
     let (status, body) = http(&stack, "GET", "/stats", "").await;
     assert_eq!(status, 200);
@@ -124,16 +120,8 @@ async fn admin_endpoint_reads_counters_and_injects_faults() {
         200
     );
     let mut d = RawClient::connect(&stack).await;
-    assert_eq!(
-        d.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        WRONGPASS
-    );
-    assert_eq!(
-        d.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(d.auth(CACHE).await, WRONGPASS);
+    assert_eq!(d.auth(CACHE).await, "+OK\r\n");
     assert_eq!(stack.stats().failed("fault_injected"), 1);
 
     // Throttle: first auth and re-auth get their throttling errors.
@@ -144,14 +132,9 @@ async fn admin_endpoint_reads_counters_and_injects_faults() {
         200
     );
     let mut e = RawClient::connect(&stack).await;
+    assert_eq!(e.auth(CACHE).await, "-ERR service is not available\r\n");
     assert_eq!(
-        e.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "-ERR service is not available\r\n"
-    );
-    assert_eq!(
-        d.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
+        d.auth(CACHE).await,
         "-ERR Exceeded limit of IAM Authentication requests\r\n"
     );
     assert_eq!(
@@ -178,11 +161,7 @@ async fn admin_endpoint_reads_counters_and_injects_faults() {
 
     // Stop and start the upstream.
     let mut f = RawClient::connect(&stack).await;
-    assert_eq!(
-        f.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(f.auth(CACHE).await, "+OK\r\n");
     assert_eq!(
         http(&stack, "POST", "/faults", r#"{"upstream": "stop"}"#)
             .await
@@ -193,7 +172,7 @@ async fn admin_endpoint_reads_counters_and_injects_faults() {
     assert_eq!(f.reply().await, None, "connection closed with the upstream");
     let mut g = RawClient::connect(&stack).await;
     assert!(
-        g.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
+        g.auth(CACHE)
             .await
             .starts_with("-ERR upstream server unavailable")
     );
@@ -204,11 +183,7 @@ async fn admin_endpoint_reads_counters_and_injects_faults() {
         200
     );
     let mut h = RawClient::connect(&stack).await;
-    assert_eq!(
-        h.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(h.auth(CACHE).await, "+OK\r\n");
     assert_eq!(h.cmd(&["PING"]).await, "+PONG\r\n");
 
     // Fail credential requests (aws-config retries a 500, so fail a burst).

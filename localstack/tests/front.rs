@@ -20,11 +20,7 @@ const CACHE: &str = "my-cache";
 async fn a_correct_token_is_accepted_by_auth_and_hello() {
     let stack = start(StackConfig::serverless(CACHE)).await;
     let mut c = RawClient::connect(&stack).await;
-    assert_eq!(
-        c.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(c.auth(CACHE).await, "+OK\r\n");
     assert_eq!(c.cmd(&["SET", "k", "v"]).await, "+OK\r\n");
     assert_eq!(c.cmd(&["GET", "k"]).await, "$1\r\nv\r\n");
 
@@ -303,26 +299,12 @@ async fn the_max_auth_age_closes_connections_and_reauth_extends_them() {
         start(StackConfig::serverless(CACHE).max_auth_age(Duration::from_millis(1200))).await;
     // Never re-authenticated: closed at the max auth age.
     let mut idle = RawClient::connect(&stack).await;
-    assert_eq!(
-        idle.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(idle.auth(CACHE).await, "+OK\r\n");
     // Re-authenticated after 700 ms: still open at 1.5 s, closed by 2.3 s.
     let mut renewed = RawClient::connect(&stack).await;
-    assert_eq!(
-        renewed
-            .cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(renewed.auth(CACHE).await, "+OK\r\n");
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(
-        renewed
-            .cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(renewed.auth(CACHE).await, "+OK\r\n");
     assert!(
         idle.closed_within(Duration::from_millis(1000)).await,
         "idle connection closed"
@@ -343,20 +325,12 @@ async fn token_expiry_alone_never_closes_a_connection() {
     let clock = ManualClock::new(now());
     let stack = start(StackConfig::serverless(CACHE).clock(Arc::new(clock.clone()))).await;
     let mut c = RawClient::connect(&stack).await;
-    assert_eq!(
-        c.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(c.auth(CACHE).await, "+OK\r\n");
     clock.advance(Duration::from_secs(3600)); // the token is long expired
     assert_eq!(c.cmd(&["PING"]).await, "+PONG\r\n");
     // But re-authenticating with it is refused now.
     let mut d = RawClient::connect(&stack).await;
-    assert_eq!(
-        d.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        WRONGPASS
-    );
+    assert_eq!(d.auth(CACHE).await, WRONGPASS);
     assert_eq!(stack.stats().failed("token_expired"), 1);
 }
 
@@ -364,35 +338,23 @@ async fn token_expiry_alone_never_closes_a_connection() {
 async fn reauth_inside_multi_is_refused() {
     let stack = start(StackConfig::serverless(CACHE)).await;
     let mut c = RawClient::connect(&stack).await;
-    assert_eq!(
-        c.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(c.auth(CACHE).await, "+OK\r\n");
     assert_eq!(c.cmd(&["MULTI"]).await, "+OK\r\n");
     assert!(
-        c.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
+        c.auth(CACHE)
             .await
             .starts_with("-ERR AUTH is not allowed inside MULTI")
     );
     assert_eq!(c.cmd(&["SET", "m", "1"]).await, "+QUEUED\r\n");
     assert!(c.cmd(&["EXEC"]).await.starts_with("*1\r\n"));
-    assert_eq!(
-        c.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(c.auth(CACHE).await, "+OK\r\n");
 }
 
 #[tokio::test]
 async fn serverless_topology_is_one_shard_at_the_front() {
     let stack = start(StackConfig::serverless(CACHE)).await;
     let mut c = RawClient::connect(&stack).await;
-    assert_eq!(
-        c.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(c.auth(CACHE).await, "+OK\r\n");
     let port = stack.endpoint().port();
     let slots = c.cmd(&["CLUSTER", "SLOTS"]).await;
     assert!(
@@ -481,9 +443,5 @@ async fn a_denied_principal_is_refused() {
     );
     assert_eq!(stack.stats().failed("principal_denied"), 1);
     // The same token shape from an allowed principal passes.
-    assert_eq!(
-        c.cmd(&["AUTH", "iam-user-01", &serverless_token(CACHE)])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(c.auth(CACHE).await, "+OK\r\n");
 }

@@ -107,20 +107,12 @@ async fn garbage_on_the_wire_does_not_hurt_the_front() {
     }
     // Authenticated garbage too.
     let mut c = RawClient::connect(&stack).await;
-    assert_eq!(
-        c.cmd(&["AUTH", "iam-user-01", &serverless_token("my-cache")])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(c.auth("my-cache").await, "+OK\r\n");
     c.send_raw(b"*2\r\n$3\r\nGET\r\n$99999999999\r\n").await;
     assert!(c.reply().await.unwrap().starts_with("-ERR Protocol error"));
     // The front still serves.
     let mut d = RawClient::connect(&stack).await;
-    assert_eq!(
-        d.cmd(&["AUTH", "iam-user-01", &serverless_token("my-cache")])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(d.auth("my-cache").await, "+OK\r\n");
     assert_eq!(d.cmd(&["PING"]).await, "+PONG\r\n");
 }
 
@@ -180,9 +172,5 @@ async fn tls_13_only_refuses_tls_12() {
         "TLS 1.2 refused when 1.3 is required"
     );
     let mut c = RawClient::connect(&strict).await; // negotiates 1.3
-    assert_eq!(
-        c.cmd(&["AUTH", "iam-user-01", &serverless_token("my-cache")])
-            .await,
-        "+OK\r\n"
-    );
+    assert_eq!(c.auth("my-cache").await, "+OK\r\n");
 }

@@ -127,6 +127,12 @@ impl RawClient {
         }
     }
 
+    /// `AUTH iam-user-01 <a fresh valid token for the serverless cache>`; the reply.
+    pub async fn auth(&mut self, cache: &str) -> String {
+        self.cmd(&["AUTH", "iam-user-01", &serverless_token(cache)])
+            .await
+    }
+
     /// Send a command, return its raw reply.
     pub async fn cmd(&mut self, args: &[&str]) -> String {
         self.send(args).await;
