@@ -41,6 +41,8 @@ enum Slot {
 
 /// What the front does with one command.
 enum Action {
+    /// Nothing: an empty command (`*0`) has no reply.
+    Ignore,
     Reply(Vec<u8>),
     ReplyAndClose(Vec<u8>),
     /// Send these bytes upstream instead of the command (a rewritten `HELLO`).
@@ -109,9 +111,10 @@ impl Connection {
         let mut drop_all = self.shared.drop_generation.subscribe();
         let mut buf = Vec::with_capacity(16 * 1024);
         let mut chunk = vec![0u8; 16 * 1024];
+        // A handle on the reply channel just to notice when the writer ends.
+        let writer_alive = self.slots.clone();
         let forced = loop {
             let deadline = self.deadline;
-            let slots = self.slots.clone();
             tokio::select! {
                 read = client.read(&mut chunk) => {
                     let n = match read {
@@ -133,7 +136,7 @@ impl Connection {
                     tracing::info!(peer = %self.peer, "closing connection: dropped by fault injection");
                     break true;
                 }
-                () = slots.closed() => break false, // the writer ended: upstream or client gone
+                () = writer_alive.closed() => break false, // the writer ended: upstream or client gone
             }
         };
         if forced {
@@ -141,6 +144,7 @@ impl Connection {
         } else {
             let _ = self.slots.send(Slot::Close);
             drop(self);
+            drop(writer_alive);
             let _ = writer.await;
         }
     }
@@ -165,7 +169,7 @@ impl Connection {
             let at = consumed;
             consumed += cmd.len;
             let action = if cmd.args.is_empty() {
-                Some(Action::Reply(Vec::new()))
+                Some(Action::Ignore)
             } else {
                 self.own_reply(&buf[at..consumed], &cmd).await
             };
@@ -180,10 +184,9 @@ impl Connection {
                 self.send_upstream(&buf[from..at]).await?;
             }
             match action {
+                Action::Ignore => {}
                 Action::Reply(reply) => {
-                    if !reply.is_empty() {
-                        let _ = self.slots.send(Slot::Local(reply));
-                    }
+                    let _ = self.slots.send(Slot::Local(reply));
                 }
                 Action::ReplyAndClose(reply) => {
                     let _ = self.slots.send(Slot::Local(reply));

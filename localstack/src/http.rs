@@ -215,7 +215,7 @@ async fn faults(
 ) -> Response {
     let mut applied = Vec::new();
     if request.drop_connections {
-        state.shared.drop_generation.send_modify(|g| *g += 1);
+        state.shared.drop_all_connections();
         applied.push("drop_connections".to_owned());
     }
     if let Some(n) = request.reject_auths {

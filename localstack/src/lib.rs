@@ -233,6 +233,13 @@ pub(crate) struct Shared {
     pub(crate) front_addr: SocketAddr,
 }
 
+impl Shared {
+    /// Close every client connection: each one watches this generation.
+    pub(crate) fn drop_all_connections(&self) {
+        self.drop_generation.send_modify(|g| *g += 1);
+    }
+}
+
 /// Why a stack could not start.
 #[derive(Debug)]
 pub struct StartError(String);
@@ -469,7 +476,7 @@ impl Stack {
 
     /// Close every client connection now.
     pub fn drop_all_connections(&self) {
-        self.shared.drop_generation.send_modify(|g| *g += 1);
+        self.shared.drop_all_connections();
     }
 
     /// Stop the upstream server (clients' connections close; new ones are refused).
@@ -495,7 +502,7 @@ impl Drop for Stack {
         }
         // Close client connections (their tasks hold the shared state) and stop
         // the upstream now rather than when the last of them ends.
-        self.shared.drop_generation.send_modify(|g| *g += 1);
+        self.shared.drop_all_connections();
         if let Ok(mut upstream) = self.shared.upstream.try_lock() {
             upstream.kill_now();
         }

@@ -173,11 +173,13 @@ fn parse_amz_date(s: &str) -> Option<SystemTime> {
         .map(|t| t.assume_utc().into())
 }
 
-/// The SigV4 signature of a parsed token with `secret`.
+/// The SigV4 signature of a parsed token with `secret`. `amz_date` is its
+/// `X-Amz-Date`, already checked to parse as `signed_at`.
 fn signature_of(
     parsed: &Parsed,
     secret: &str,
-    date: SystemTime,
+    amz_date: &str,
+    signed_at: SystemTime,
     region: &str,
     service: &str,
 ) -> String {
@@ -201,13 +203,12 @@ fn signature_of(
         "GET\n{}\n{query}\nhost:{}\n\nhost\n{EMPTY_PAYLOAD_SHA256}",
         parsed.path, parsed.host
     );
-    let scope_date = &parsed.params["X-Amz-Date"][..8];
+    let scope_date = &amz_date[..8];
     let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{}\n{scope_date}/{region}/{service}/aws4_request\n{}",
-        parsed.params["X-Amz-Date"],
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope_date}/{region}/{service}/aws4_request\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
     );
-    let key = aws_sigv4::sign::v4::generate_signing_key(secret, date, region, service);
+    let key = aws_sigv4::sign::v4::generate_signing_key(secret, signed_at, region, service);
     aws_sigv4::sign::v4::calculate_signature(key, string_to_sign.as_bytes())
 }
 
@@ -252,6 +253,7 @@ pub fn verify(
     if signature_of(
         &parsed,
         &known.secret_access_key,
+        amz_date,
         signed_at,
         region,
         service,
