@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 
 /// What went wrong, for callers that react differently to different failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -24,13 +25,18 @@ pub enum ErrorKind {
 }
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+pub(crate) type SharedSource = Arc<dyn StdError + Send + Sync + 'static>;
 
 /// The error type of this crate.
+///
+/// Cloning is cheap (the source is shared), so one failure can be handed to
+/// every caller that waited on the same operation.
+#[derive(Clone)]
 pub struct Error {
     kind: ErrorKind,
     parameter: Option<&'static str>,
     message: Cow<'static, str>,
-    source: Option<BoxError>,
+    source: Option<SharedSource>,
 }
 
 impl Error {
@@ -60,8 +66,19 @@ impl Error {
 
     /// Attach the underlying cause, reachable through `source()`.
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(source.into());
+        self.source = Some(Arc::from(source.into()));
         self
+    }
+
+    /// Attach a cause that is already shared with another error.
+    pub(crate) fn with_shared_source(mut self, source: SharedSource) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// The cause, shareable with another error.
+    pub(crate) fn shared_source(&self) -> Option<SharedSource> {
+        self.source.clone()
     }
 
     /// What kind of failure this is.
@@ -113,6 +130,23 @@ impl StdError for Error {
     }
 }
 
+/// An error and its causes on one line, `outer: inner: innermost`, for
+/// messages that must stand on their own (logs, health reports). A cause whose
+/// text is already in the line is skipped: many errors repeat their source.
+pub(crate) fn display_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 /// A user-supplied (never secret) value quoted for an error message: escaped, so
 /// control characters and non-ASCII show plainly, and cut to a readable length.
 pub(crate) fn quoted(value: &str) -> String {
@@ -142,6 +176,19 @@ mod tests {
         let err = Error::credentials("could not load credentials").with_source(cause);
         assert!(err.is_retryable());
         assert_eq!(err.source().unwrap().to_string(), "provider timed out");
+    }
+
+    #[test]
+    fn display_chain_joins_causes_once() {
+        let cause = std::io::Error::other("connection refused");
+        let err = Error::credentials("the credentials provider failed").with_source(cause);
+        assert_eq!(
+            display_chain(&err),
+            "the credentials provider failed: connection refused"
+        );
+        let repeated = Error::credentials("failed: connection refused")
+            .with_source(std::io::Error::other("connection refused"));
+        assert_eq!(display_chain(&repeated), "failed: connection refused");
     }
 
     #[test]

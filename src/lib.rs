@@ -68,13 +68,23 @@
 
 #![forbid(unsafe_code)]
 
+mod clock;
+mod env;
 mod error;
+mod redis_auth;
+mod refresher;
 mod region;
 mod signer;
 mod target;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 mod token;
 
 pub use error::{Error, ErrorKind};
+pub use refresher::{
+    DEFAULT_REAUTH_AFTER, DEFAULT_ROTATION_INTERVAL, MAX_AUTH_AGE, REAUTH_AFTER_ENV,
+    REFRESH_INTERVAL_ENV, RefresherStatus, SAFETY_MARGIN, TokenRefresher, TokenRefresherBuilder,
+};
 pub use signer::{TokenSigner, TokenSignerBuilder};
 pub use target::{MAX_NAME_LEN, Target, TargetKind, UserId};
 pub use token::{AuthToken, TOKEN_VALIDITY};

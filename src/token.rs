@@ -1,6 +1,7 @@
 //! The IAM auth token: a bearer secret with its validity window.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
@@ -15,11 +16,12 @@ pub const TOKEN_VALIDITY: Duration = Duration::from_secs(900);
 ///
 /// The token is a bearer secret: anyone holding it can connect as the user for
 /// up to 15 minutes. It has no `Display`, its `Debug` prints a redaction, and
-/// its memory is zeroed when it is dropped. Read it with
+/// its memory is zeroed when the last clone is dropped (clones share one copy,
+/// so handing the current token to many connections copies nothing). Read it with
 /// [`expose_secret`](Self::expose_secret) only where it is sent.
 #[derive(Clone)]
 pub struct AuthToken {
-    secret: Zeroizing<String>,
+    secret: Arc<Zeroizing<String>>,
     signed_at: SystemTime,
     usable_until: SystemTime,
 }
@@ -33,7 +35,7 @@ impl AuthToken {
         let expires_at = signed_at + TOKEN_VALIDITY;
         let usable_until = credentials_expiry.map_or(expires_at, |expiry| expiry.min(expires_at));
         Self {
-            secret: Zeroizing::new(secret),
+            secret: Arc::new(Zeroizing::new(secret)),
             signed_at,
             usable_until,
         }
@@ -41,7 +43,7 @@ impl AuthToken {
 
     /// The token string: the presigned request without its `http://` scheme.
     pub fn expose_secret(&self) -> &str {
-        &self.secret
+        self.secret.as_str()
     }
 
     /// The signing time (`X-Amz-Date`).

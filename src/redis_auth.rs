@@ -1,0 +1,176 @@
+//! The refresher as a redis-rs [`StreamingCredentialsProvider`].
+//!
+//! redis-rs (1.8) subscribes **twice** for every connection it makes:
+//!
+//! 1. once for the initial `AUTH`: it awaits the first item from the task that
+//!    is making the connection, then drops the stream;
+//! 2. once more after the handshake, handing the stream to a task it spawns,
+//!    which re-authenticates the connection with *every* item.
+//!
+//! Yielding the current token on every rotation would re-`AUTH` every
+//! connection every 10 minutes, and yielding it at once on every subscription
+//! would authenticate each new connection twice. So a subscription works out
+//! which of the two it is from where it is first polled:
+//!
+//! * polled first in the task that subscribed: an **initial** subscription. Its
+//!   first item is the current token, at once.
+//! * polled first in another task, after an initial subscription from the
+//!   subscribing task yielded one token and was dropped: a **re-authentication**
+//!   subscription. Its first item comes at the re-auth point.
+//!
+//! After its first item, every subscription yields the then-current token once
+//! per re-auth period: at a time picked at random between 90 % and 100 % of
+//! [`reauth_after`](crate::TokenRefresherBuilder::reauth_after) (10 hours by
+//! default), fresh for each connection and each period, so a pool does not
+//! re-authenticate all at once and no connection reaches the server's
+//! 12-hour cut. A failed read yields an error (redis-rs logs it and keeps the
+//! stream) and is retried after 30 seconds.
+//!
+//! Measured against the local stack (`tests/redis_integration.rs`): a new
+//! multiplexed connection authenticates **once**, and re-authenticates only on
+//! that schedule, not on token rotations.
+//!
+//! Limits that belong to redis-rs, not to this stream: if a re-`AUTH` fails,
+//! redis-rs ends its re-authentication task for good and keeps the connection,
+//! which the server then closes at 12 hours; and the token is copied into
+//! redis-rs's connection info, where it is not zeroized. The bb8 manager of
+//! this crate tracks each connection's authentication itself instead.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::Stream;
+use redis::auth::{BasicAuth, StreamingCredentialsProvider};
+use redis::{RedisError, RedisResult};
+
+use crate::error::{Error, display_chain};
+use crate::refresher::TokenRefresher;
+
+/// After a failed read, the next attempt comes this much later.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+
+type Item = RedisResult<BasicAuth>;
+type NextItem = Pin<Box<dyn Future<Output = Item> + Send>>;
+
+impl StreamingCredentialsProvider for TokenRefresher {
+    fn subscribe(&self) -> Pin<Box<dyn Stream<Item = Item> + Send + 'static>> {
+        Box::pin(Subscription {
+            refresher: self.clone(),
+            subscribed_in: tokio::task::try_id(),
+            role: None,
+            yielded: 0,
+            last_failed: false,
+            next: None,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Initial,
+    Reauth,
+}
+
+struct Subscription {
+    refresher: TokenRefresher,
+    subscribed_in: Option<tokio::task::Id>,
+    /// Decided at the first poll.
+    role: Option<Role>,
+    yielded: u64,
+    last_failed: bool,
+    next: Option<NextItem>,
+}
+
+impl Subscription {
+    fn role(&mut self) -> Role {
+        *self.role.get_or_insert_with(|| {
+            let polled_in = tokio::task::try_id();
+            if polled_in != self.subscribed_in
+                && self.refresher.shared().take_one_shot(self.subscribed_in)
+            {
+                Role::Reauth
+            } else {
+                Role::Initial
+            }
+        })
+    }
+
+    /// The future of the next item: now for an initial subscription's first,
+    /// after a retry delay following a failure, else at a re-auth point.
+    fn next_item(&mut self) -> NextItem {
+        let delay = if self.yielded == 0 && self.role() == Role::Initial {
+            None
+        } else if self.last_failed {
+            Some(RETRY_AFTER_FAILURE)
+        } else {
+            Some(jittered(self.refresher.reauth_after()))
+        };
+        let refresher = self.refresher.clone();
+        Box::pin(async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            let token = refresher.token().await.map_err(to_redis_error)?;
+            Ok(BasicAuth::new(
+                refresher.signer().user_id().as_str().to_owned(),
+                token.expose_secret().to_owned(),
+            ))
+        })
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let this = &mut *self;
+        if this.next.is_none() {
+            this.next = Some(this.next_item());
+        }
+        let Some(next) = this.next.as_mut() else {
+            return Poll::Pending;
+        };
+        let item = std::task::ready!(next.as_mut().poll(cx));
+        this.next = None;
+        this.yielded += 1;
+        this.last_failed = item.is_err();
+        Poll::Ready(Some(item))
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if self.role == Some(Role::Initial) && self.yielded == 1 && !self.last_failed {
+            self.refresher.shared().note_one_shot(self.subscribed_in);
+        }
+    }
+}
+
+/// A time between 90 % and 100 % of `after`.
+fn jittered(after: Duration) -> Duration {
+    after.mul_f64(0.9 + 0.1 * fastrand::f64())
+}
+
+fn to_redis_error(err: Error) -> RedisError {
+    RedisError::from((
+        redis::ErrorKind::AuthenticationFailed,
+        "no IAM auth token",
+        display_chain(&err),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_between_ninety_and_a_hundred_percent() {
+        let after = Duration::from_secs(36_000);
+        for _ in 0..10_000 {
+            let d = jittered(after);
+            assert!(d >= Duration::from_secs(32_400) && d <= after, "{d:?}");
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! The token refresher: a fresh token in memory, rotated in the background.
+//!
+//! One [`TokenRefresher`] serves a whole process. It holds the current token
+//! with its signing time and usable-until time as one value; reading it is a
+//! short lock and a clone, never a signing. A background task re-signs every
+//! rotation interval, and earlier when the credentials expire sooner. Whoever
+//! needs a token when none is usable runs one signing cycle, and everyone else
+//! arriving meanwhile shares its outcome (single-flight).
+//!
+//! Failures are retried by the background task with jittered exponential
+//! backoff, capped, for as long as the refresher lives. Meanwhile the last good
+//! token is served until its usable life ends; after that, reading fails with an
+//! error whose source is the last failure's cause. Reads do not start cycles
+//! while the task is retrying, so an outage does not turn every read into a
+//! call to the credentials provider.
+
+mod builder;
+mod status;
+mod task;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_smithy_async::time::SharedTimeSource;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::clock::monotonic_now;
+use crate::error::{Error, display_chain};
+use crate::signer::TokenSigner;
+use crate::token::{AuthToken, format_time};
+
+pub use builder::{REAUTH_AFTER_ENV, REFRESH_INTERVAL_ENV, TokenRefresherBuilder};
+pub use status::RefresherStatus;
+
+/// How often the token is re-signed when the credentials last longer than a
+/// token: 10 minutes, leaving 5 minutes of a token's 15 for retries.
+pub const DEFAULT_ROTATION_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// A token is handed out only while at least this much of its usable life
+/// remains: room for the connection attempt that carries it and for a clock a
+/// little ahead of the server's.
+pub const SAFETY_MARGIN: Duration = Duration::from_secs(30);
+
+/// ElastiCache and MemoryDB close an IAM-authenticated connection this long
+/// after its last successful `AUTH`.
+pub const MAX_AUTH_AGE: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// When a connection re-authenticates with a fresh token, by default: about
+/// 10 hours after its last authentication (each connection picks its own time
+/// between 90 % and 100 % of this), well inside [`MAX_AUTH_AGE`].
+pub const DEFAULT_REAUTH_AFTER: Duration = Duration::from_secs(10 * 60 * 60);
+
+/// The background task re-signs at the latest this long before a token's
+/// usable-until, so that retries fit before [`SAFETY_MARGIN`] stops it being
+/// handed out.
+const RESIGN_LEAD: Duration = Duration::from_secs(90);
+
+/// However short-lived the credentials, two scheduled signings are at least
+/// this far apart.
+const MIN_RESIGN_GAP: Duration = Duration::from_secs(5);
+
+/// A credentials provider that has not answered after this long has failed.
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `refresh_now` calls within this long of a completed cycle get that cycle's
+/// outcome instead of starting another, so a burst of refused connections
+/// signs once.
+const REFRESH_NOW_MIN_GAP: Duration = Duration::from_secs(1);
+
+/// Keeps a fresh IAM auth token for one target, user and region.
+///
+/// Cheap to clone; all clones share one token and one background task, which
+/// stops when the last clone is dropped. The redis-rs integration
+/// ([`redis::aio::MultiplexedConnection`], `ConnectionManager`,
+/// `ClusterClient`) holds a clone per connection (see the
+/// [`redis::auth::StreamingCredentialsProvider`] implementation).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), elasticache_iam::Error> {
+/// use elasticache_iam::TokenRefresher;
+///
+/// // Credentials from the aws-config default chain, loaded once.
+/// let refresher = TokenRefresher::builder()
+///     .serverless_cache("my-serverless-cache")
+///     .user_id("iam-user-01")
+///     .region("us-east-1")
+///     .build()
+///     .await?;
+/// let token = refresher.token().await?; // signs once, then served from memory
+/// // AUTH iam-user-01 <token.expose_secret()>
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TokenRefresher {
+    handle: Arc<Handle>,
+}
+
+/// Owns the background task: dropping the last handle aborts it.
+struct Handle {
+    shared: Arc<Shared>,
+    task: AbortHandle,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the handle and the background task share.
+pub(crate) struct Shared {
+    signer: TokenSigner,
+    provider: SharedCredentialsProvider,
+    wall: SharedTimeSource,
+    rotation_interval: Duration,
+    reauth_after: Duration,
+    state: Mutex<State>,
+    /// Held for the whole of a signing cycle: the single-flight gate.
+    cycle: tokio::sync::Mutex<()>,
+    /// Signalled after every cycle, so the background task re-plans.
+    cycle_done: tokio::sync::Notify,
+    /// For the redis-rs integration: per task, initial subscriptions that
+    /// yielded one token and were dropped (see `redis_auth`).
+    one_shots: Mutex<HashMap<Option<tokio::task::Id>, u32>>,
+}
+
+#[derive(Default)]
+struct State {
+    current: Option<AuthToken>,
+    /// Completed cycles. A caller that saw generation `g` and finds a larger
+    /// one after waiting for the gate takes the outcome of the cycle it joined.
+    generation: u64,
+    last_outcome: Option<Result<AuthToken, Error>>,
+    last_cycle_at: Option<Instant>,
+    rotations: u64,
+    consecutive_failures: u32,
+    failing_since: Option<SystemTime>,
+    last_error: Option<Error>,
+}
+
+/// Why a cycle ran, for its tracing span.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Trigger {
+    Schedule,
+    Read,
+    RefreshNow,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Read => "read",
+            Trigger::RefreshNow => "refresh_now",
+        }
+    }
+}
+
+impl TokenRefresher {
+    /// A builder; target, user id and region (or an `SdkConfig`) are required.
+    pub fn builder() -> TokenRefresherBuilder {
+        TokenRefresherBuilder::default()
+    }
+
+    fn start(shared: Shared) -> Self {
+        let shared = Arc::new(shared);
+        let task = tokio::spawn(task::run(Arc::clone(&shared))).abort_handle();
+        Self {
+            handle: Arc::new(Handle { shared, task }),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// The current token, with at least [`SAFETY_MARGIN`] of usable life left.
+    ///
+    /// In steady state this returns at once from memory. If no usable token is
+    /// held (at start-up, or after the process was suspended), one signing
+    /// cycle runs, shared with every concurrent caller. If the refresher is
+    /// failing and the last good token's usable life has ended, this fails at
+    /// once (kind [`ErrorKind::Credentials`](crate::ErrorKind::Credentials))
+    /// with the last failure's cause as [`source`](std::error::Error::source);
+    /// the background task keeps retrying and reads succeed again as soon as
+    /// one retry does.
+    pub async fn token(&self) -> Result<AuthToken, Error> {
+        let shared = self.shared();
+        let seen = {
+            let state = shared.state();
+            let now = shared.wall.now();
+            if let Some(token) = state.fresh(now) {
+                return Ok(token.clone());
+            }
+            if state.consecutive_failures > 0 {
+                return Err(state.unavailable(shared, now));
+            }
+            state.generation
+        };
+        match shared.join_or_run(seen, Trigger::Read).await {
+            Ok(token) => Ok(token),
+            Err(_) => {
+                let state = shared.state();
+                let now = shared.wall.now();
+                match state.fresh(now) {
+                    Some(token) => Ok(token.clone()),
+                    None => Err(state.unavailable(shared, now)),
+                }
+            }
+        }
+    }
+
+    /// Signs a new token now, for a caller whose `AUTH` was just refused.
+    ///
+    /// Joins a cycle already in flight instead of starting another, and calls
+    /// within a second of a completed cycle get that cycle's outcome, so a
+    /// burst of refusals signs once. Errors are the cycle's own: the provider's
+    /// failure (kind [`ErrorKind::Credentials`](crate::ErrorKind::Credentials))
+    /// or the signer's.
+    pub async fn refresh_now(&self) -> Result<AuthToken, Error> {
+        let shared = self.shared();
+        let seen = {
+            let state = shared.state();
+            if let (Some(at), Some(outcome)) = (state.last_cycle_at, &state.last_outcome)
+                && monotonic_now().saturating_duration_since(at) < REFRESH_NOW_MIN_GAP
+            {
+                return outcome.clone();
+            }
+            state.generation
+        };
+        shared.join_or_run(seen, Trigger::RefreshNow).await
+    }
+
+    /// The refresher's state, for health reports. Contains no secret.
+    pub fn status(&self) -> RefresherStatus {
+        let state = self.shared().state();
+        RefresherStatus::new(
+            state.current.as_ref(),
+            state.rotations,
+            state.consecutive_failures,
+            state.failing_since,
+            state.last_error.as_ref(),
+        )
+    }
+
+    /// The signer: target, user id and region.
+    pub fn signer(&self) -> &TokenSigner {
+        &self.shared().signer
+    }
+
+    /// The rotation interval in use.
+    pub fn rotation_interval(&self) -> Duration {
+        self.shared().rotation_interval
+    }
+
+    /// How long after its last authentication a connection re-authenticates
+    /// (each picks its own time between 90 % and 100 % of this).
+    pub fn reauth_after(&self) -> Duration {
+        self.shared().reauth_after
+    }
+}
+
+impl fmt::Debug for TokenRefresher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = self.shared();
+        f.debug_struct("TokenRefresher")
+            .field("signer", &shared.signer)
+            .field("rotation_interval", &shared.rotation_interval)
+            .field("reauth_after", &shared.reauth_after)
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The lock is never held across an await or a call that can panic, so
+        // a poisoned lock still guards consistent data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the gate; if a cycle completed meanwhile (the caller had seen
+    /// generation `seen`), returns its outcome, else runs one.
+    async fn join_or_run(&self, seen: u64, trigger: Trigger) -> Result<AuthToken, Error> {
+        let _gate = self.cycle.lock().await;
+        {
+            let state = self.state();
+            if state.generation != seen
+                && let Some(outcome) = &state.last_outcome
+            {
+                return outcome.clone();
+            }
+        }
+        self.run_cycle(trigger).await
+    }
+
+    /// One signing cycle: credentials, signature, new state. Called with the
+    /// gate held.
+    async fn run_cycle(&self, trigger: Trigger) -> Result<AuthToken, Error> {
+        let span = tracing::debug_span!(
+            "token_refresh",
+            target_name = %self.signer.target(),
+            user_id = %self.signer.user_id(),
+            trigger = trigger.as_str(),
+        );
+        async {
+            let outcome = self.fetch_and_sign().await;
+            self.record(&outcome);
+            self.cycle_done.notify_one();
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn fetch_and_sign(&self) -> Result<AuthToken, Error> {
+        let credentials =
+            match tokio::time::timeout(PROVIDER_TIMEOUT, self.provider.provide_credentials()).await
+            {
+                Ok(Ok(credentials)) => credentials,
+                Ok(Err(err)) => {
+                    return Err(Error::credentials(format!(
+                        "the credentials provider failed: {}",
+                        display_chain(&err)
+                    ))
+                    .with_source(err));
+                }
+                Err(_) => {
+                    return Err(Error::credentials(format!(
+                        "the credentials provider did not answer within {} s: check the \
+                         credential source (container or instance metadata endpoint, STS, \
+                         profile) is reachable",
+                        PROVIDER_TIMEOUT.as_secs()
+                    )));
+                }
+            };
+        let now = self.wall.now();
+        let token = self.signer.sign(&credentials, now)?;
+        if token.usable_until() <= now + SAFETY_MARGIN {
+            return Err(Error::credentials(format!(
+                "the credentials expire at {}, too soon to sign a usable token (a token is \
+                 handed out only while {} s of its life remain): check that the credentials \
+                 provider refreshes temporary credentials before they expire",
+                format_time(token.usable_until()),
+                SAFETY_MARGIN.as_secs()
+            )));
+        }
+        Ok(token)
+    }
+
+    fn record(&self, outcome: &Result<AuthToken, Error>) {
+        let now = self.wall.now();
+        let mut state = self.state();
+        state.generation += 1;
+        state.last_cycle_at = Some(monotonic_now());
+        state.last_outcome = Some(outcome.clone());
+        match outcome {
+            Ok(token) => {
+                let recovered_after = state.consecutive_failures;
+                state.current = Some(token.clone());
+                state.rotations += 1;
+                state.consecutive_failures = 0;
+                state.failing_since = None;
+                drop(state);
+                if recovered_after > 0 {
+                    tracing::info!(
+                        failed_attempts = recovered_after,
+                        usable_until = %format_time(token.usable_until()),
+                        "IAM auth token refresh recovered"
+                    );
+                } else {
+                    tracing::debug!(
+                        signed_at = %format_time(token.signed_at()),
+                        usable_until = %format_time(token.usable_until()),
+                        "rotated IAM auth token"
+                    );
+                }
+            }
+            Err(err) => {
+                state.consecutive_failures += 1;
+                state.failing_since.get_or_insert(now);
+                state.last_error = Some(err.clone());
+                let failures = state.consecutive_failures;
+                let serving_until = state
+                    .current
+                    .as_ref()
+                    .map(|t| format_time(t.usable_until() - SAFETY_MARGIN));
+                drop(state);
+                tracing::warn!(
+                    error = %display_chain(err),
+                    consecutive_failures = failures,
+                    last_token_served_until = serving_until.as_deref().unwrap_or("none held"),
+                    "IAM auth token refresh failed; retrying with backoff"
+                );
+            }
+        }
+    }
+
+    /// The redis-rs integration's bookkeeping, kept here because it is shared
+    /// by every subscription of one refresher. Bounded: if it ever fills (many
+    /// tasks whose connections failed after the initial `AUTH`), it is cleared,
+    /// which only costs the next subscriptions an extra `AUTH`.
+    pub(crate) fn note_one_shot(&self, task: Option<tokio::task::Id>) {
+        const MAX_TASKS: usize = 1024;
+        let mut one_shots = self.one_shots.lock().unwrap_or_else(|e| e.into_inner());
+        if one_shots.len() >= MAX_TASKS && !one_shots.contains_key(&task) {
+            one_shots.clear();
+        }
+        *one_shots.entry(task).or_insert(0) += 1;
+    }
+
+    pub(crate) fn take_one_shot(&self, task: Option<tokio::task::Id>) -> bool {
+        let mut one_shots = self.one_shots.lock().unwrap_or_else(|e| e.into_inner());
+        match one_shots.get_mut(&task) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                true
+            }
+            Some(_) => {
+                one_shots.remove(&task);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl State {
+    /// The current token if it has at least [`SAFETY_MARGIN`] left at `now`.
+    fn fresh(&self, now: SystemTime) -> Option<&AuthToken> {
+        self.current
+            .as_ref()
+            .filter(|token| now + SAFETY_MARGIN < token.usable_until())
+    }
+
+    /// The error for a read that finds no usable token while refreshes fail.
+    fn unavailable(&self, shared: &Shared, now: SystemTime) -> Error {
+        let target = shared.signer.target();
+        let held = match &self.current {
+            Some(token) => format!(
+                "the last token was usable until {}",
+                format_time(token.usable_until() - SAFETY_MARGIN)
+            ),
+            None => "no token has been signed yet".to_owned(),
+        };
+        let since = self
+            .failing_since
+            .map_or_else(|| format_time(now), format_time);
+        let Some(last) = &self.last_error else {
+            return Error::credentials(format!("no usable IAM auth token for {target}: {held}"));
+        };
+        let message = format!(
+            "no usable IAM auth token for {target}: {held}, and {} refresh attempt(s) since {since} \
+             failed; the last: {last}",
+            self.consecutive_failures
+        );
+        let source = last
+            .shared_source()
+            .unwrap_or_else(|| Arc::new(last.clone()));
+        Error::new(last.kind(), message).with_shared_source(source)
+    }
+}

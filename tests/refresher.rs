@@ -1,0 +1,505 @@
+//! The token refresher on simulated time: tokio's clock paused, a wall clock
+//! that follows it, scripted credentials providers. Hours pass in
+//! milliseconds; nothing sleeps for real.
+
+use std::error::Error as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_credential_types::provider::error::CredentialsError;
+use aws_smithy_async::time::TimeSource;
+use elasticache_iam::test_util::{
+    ProviderCall, ScriptedCredentials, ScriptedOutage, TokioWallClock,
+};
+use elasticache_iam::{ErrorKind, SAFETY_MARGIN, TokenRefresher, TokenRefresherBuilder};
+use tokio::time::sleep;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn start() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+fn builder(provider: &ScriptedCredentials, clock: &TokioWallClock) -> TokenRefresherBuilder {
+    TokenRefresher::builder()
+        .serverless_cache("my-cache")
+        .user_id("app-user")
+        .region("us-east-1")
+        .credentials_provider(provider.clone())
+        .time_source(clock.clone())
+}
+
+async fn start_refresher(provider: &ScriptedCredentials, clock: &TokioWallClock) -> TokenRefresher {
+    builder(provider, clock).build().await.unwrap()
+}
+
+/// Reads a token every `every` until `until`, checking each one; returns
+/// the read times and whether each read succeeded.
+fn reader(
+    refresher: &TokenRefresher,
+    clock: &TokioWallClock,
+    every: Duration,
+    until: SystemTime,
+) -> tokio::task::JoinHandle<Vec<(SystemTime, bool)>> {
+    let (refresher, clock) = (refresher.clone(), clock.clone());
+    tokio::spawn(async move {
+        let mut reads = Vec::new();
+        while clock.now() < until {
+            let result = refresher.token().await;
+            let now = clock.now();
+            if let Ok(token) = &result {
+                assert!(
+                    now + SAFETY_MARGIN < token.usable_until(),
+                    "handed out at {now:?} a token usable until {:?}",
+                    token.usable_until()
+                );
+            }
+            reads.push((now, result.is_ok()));
+            sleep(every).await;
+        }
+        reads
+    })
+}
+
+fn successes(calls: &[ProviderCall]) -> Vec<SystemTime> {
+    calls
+        .iter()
+        .filter(|c| c.outcome.is_ok())
+        .map(|c| c.at)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_simulated_day_at_the_default_interval_signs_exactly_145_times() {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "measures the test's own real duration"
+    )]
+    let real_start = std::time::Instant::now();
+    let clock = TokioWallClock::new(start());
+    let credentials = ScriptedCredentials::long_term(clock.clone());
+    let refresher = start_refresher(&credentials, &clock).await;
+    let day = 24 * HOUR;
+    let reads = reader(&refresher, &clock, 7 * MINUTE, start() + day);
+
+    sleep(day + Duration::from_secs(1)).await;
+
+    let reads = reads.await.unwrap();
+    assert!(reads.iter().all(|(_, ok)| *ok));
+    assert_eq!(reads.len(), 206); // every 7 minutes for 24 hours
+    let calls = credentials.calls();
+    // One signing at start, then one every 10 minutes: 24 h / 10 min = 144.
+    assert_eq!(calls.len(), 145);
+    for (i, call) in calls.iter().enumerate() {
+        assert_eq!(call.at, start() + 10 * MINUTE * i as u32, "signing {i}");
+    }
+    let status = refresher.status();
+    assert_eq!(status.rotations, 145);
+    assert_eq!(status.consecutive_failures, 0);
+    assert_eq!(status.signed_at, Some(start() + day));
+    let real = real_start.elapsed();
+    println!("24 simulated hours took {real:?} of real time");
+    assert!(real < Duration::from_secs(1), "took {real:?}");
+}
+
+/// Credentials that live 5 minutes, from a provider that hands out new ones
+/// on every call, or (like a cache) the same ones until 2 minutes are left.
+#[tokio::test(start_paused = true)]
+async fn five_minute_credentials_are_replaced_before_they_expire() {
+    for reuse in [None, Some(2 * MINUTE)] {
+        let clock = TokioWallClock::new(start());
+        let mut credentials = ScriptedCredentials::temporary(clock.clone(), 5 * MINUTE);
+        if let Some(remaining) = reuse {
+            credentials = credentials.reuse_while_more_than(remaining);
+        }
+        let refresher = start_refresher(&credentials, &clock).await;
+        let span = 6 * HOUR;
+        let reads = reader(&refresher, &clock, Duration::from_secs(10), start() + span);
+        sleep(span).await;
+
+        // Every read succeeded, and the reader asserted each token had more
+        // than the safety margin left.
+        let reads = reads.await.unwrap();
+        assert_eq!(reads.len(), 2160);
+        assert!(reads.iter().all(|(_, ok)| *ok), "{reuse:?}");
+
+        // The token in use was always re-signed before the credentials that
+        // signed it expired, with room to spare.
+        let calls = credentials.calls();
+        let signed = successes(&calls);
+        let mut issued = std::collections::HashMap::new();
+        for call in &calls {
+            issued
+                .entry(call.outcome.clone().unwrap())
+                .or_insert(call.at);
+        }
+        for pair in calls.windows(2) {
+            let expiry = issued[pair[0].outcome.as_ref().unwrap()] + 5 * MINUTE;
+            assert!(
+                pair[1].at + SAFETY_MARGIN < expiry,
+                "{reuse:?}: re-signed at {:?}, credentials expired {expiry:?}",
+                pair[1].at
+            );
+        }
+        // Every 3.5 minutes (usable-until minus the 90 s lead), not more often.
+        let expected = span.as_secs() / 210 + 1;
+        assert_eq!(signed.len() as u64, expected, "{reuse:?}");
+        assert!(issued.len() as u64 <= expected);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_three_minute_provider_outage_is_invisible() {
+    let clock = TokioWallClock::new(start());
+    let credentials = ScriptedCredentials::long_term(clock.clone());
+    let outage = (start() + 9 * MINUTE, start() + 12 * MINUTE);
+    credentials.fail_between(outage.0, outage.1);
+    let refresher = start_refresher(&credentials, &clock).await;
+    let reads = reader(
+        &refresher,
+        &clock,
+        Duration::from_secs(5),
+        start() + 20 * MINUTE,
+    );
+    sleep(20 * MINUTE).await;
+
+    let reads = reads.await.unwrap();
+    assert!(reads.iter().all(|(_, ok)| *ok), "a read failed");
+
+    let calls = credentials.calls();
+    let failed: Vec<SystemTime> = calls
+        .iter()
+        .filter(|c| c.outcome.is_err())
+        .map(|c| c.at)
+        .collect();
+    // The rotation due at 10:00 failed, and the retries back off: the gaps
+    // grow from 1-2 s, then stay between 15 and 30 s.
+    assert_eq!(failed[0], start() + 10 * MINUTE);
+    let gaps: Vec<Duration> = failed
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).unwrap())
+        .collect();
+    println!("retry gaps during the outage: {gaps:?}");
+    let secs = Duration::from_secs;
+    assert!(gaps[0] >= secs(1) && gaps[0] < secs(2), "{gaps:?}");
+    assert!(gaps[1] >= secs(2) && gaps[1] < secs(4), "{gaps:?}");
+    assert!(gaps[2] >= secs(4) && gaps[2] < secs(8), "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g < secs(30)), "{gaps:?}");
+    assert!(gaps[4..].iter().all(|g| *g >= secs(15)), "{gaps:?}");
+    // Recovery: the first attempt after the outage succeeds, within one
+    // capped retry delay of its end.
+    let first_after = calls.iter().find(|c| c.at >= outage.1).unwrap();
+    assert!(first_after.outcome.is_ok());
+    assert!(first_after.at < outage.1 + secs(30));
+    let status = refresher.status();
+    assert_eq!(status.consecutive_failures, 0);
+    assert!(
+        status
+            .last_error
+            .unwrap()
+            .contains("scripted credentials outage")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_twenty_minute_outage_fails_reads_after_the_usable_life_then_recovers() {
+    let clock = TokioWallClock::new(start());
+    let credentials = ScriptedCredentials::long_term(clock.clone());
+    let outage = (start() + 9 * MINUTE, start() + 29 * MINUTE);
+    credentials.fail_between(outage.0, outage.1);
+    let refresher = start_refresher(&credentials, &clock).await;
+    let reads = reader(
+        &refresher,
+        &clock,
+        Duration::from_secs(5),
+        start() + 40 * MINUTE,
+    );
+    sleep(40 * MINUTE).await;
+    let reads = reads.await.unwrap();
+
+    // The token signed at 0:00 is usable until 15:00 and served until 30 s
+    // before that; then reads fail until the provider is back.
+    let served_until = start() + 15 * MINUTE - SAFETY_MARGIN;
+    let recovered = credentials
+        .calls()
+        .iter()
+        .find(|c| c.at >= outage.1)
+        .map(|c| c.at)
+        .unwrap();
+    assert!(recovered < outage.1 + Duration::from_secs(30));
+    for (at, ok) in &reads {
+        let expected = *at < served_until || *at >= recovered;
+        assert_eq!(*ok, expected, "read at {:?}", at.duration_since(start()));
+    }
+
+    // The error, read during the outage: typed, with the provider's error as
+    // its source.
+    let clock2 = TokioWallClock::new(start());
+    let credentials2 = ScriptedCredentials::long_term(clock2.clone());
+    credentials2.fail_between(start() + 9 * MINUTE, start() + 29 * MINUTE);
+    let refresher2 = start_refresher(&credentials2, &clock2).await;
+    refresher2.token().await.unwrap();
+    sleep(20 * MINUTE).await;
+    let err = refresher2.token().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Credentials);
+    assert!(err.is_retryable());
+    let message = err.to_string();
+    assert!(
+        message.starts_with("no usable IAM auth token for serverless cache my-cache:"),
+        "{message}"
+    );
+    assert!(message.contains("scripted credentials outage"), "{message}");
+    let source = err.source().unwrap();
+    let provider_error = source.downcast_ref::<CredentialsError>().unwrap();
+    assert!(
+        provider_error
+            .source()
+            .unwrap()
+            .downcast_ref::<ScriptedOutage>()
+            .is_some()
+    );
+    let status = refresher2.status();
+    assert!(status.consecutive_failures > 10, "{status:?}");
+    assert_eq!(status.failing_since, Some(start() + 10 * MINUTE));
+    assert!(!status.is_healthy());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_provider_times_out_and_the_cycle_is_retried() {
+    let clock = TokioWallClock::new(start());
+    let credentials = ScriptedCredentials::long_term(clock.clone());
+    credentials.hang_between(start(), start() + MINUTE);
+    let refresher = start_refresher(&credentials, &clock).await;
+    let err = refresher.token().await.unwrap_err();
+    assert_eq!(clock.now(), start() + Duration::from_secs(30));
+    assert!(
+        err.to_string().contains("did not answer within 30 s"),
+        "{err}"
+    );
+    sleep(2 * MINUTE).await;
+    refresher.token().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hundred_concurrent_reads_with_nothing_cached_sign_once() {
+    let clock = TokioWallClock::new(start());
+    let credentials =
+        ScriptedCredentials::long_term(clock.clone()).with_latency(Duration::from_millis(200));
+    let refresher = start_refresher(&credentials, &clock).await;
+    let readers: Vec<_> = (0..100)
+        .map(|_| {
+            let refresher = refresher.clone();
+            tokio::spawn(async move { refresher.token().await.unwrap() })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for reader in readers {
+        tokens.push(reader.await.unwrap());
+    }
+    assert_eq!(credentials.calls().len(), 1);
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t.expose_secret() == tokens[0].expose_secret())
+    );
+    assert_eq!(refresher.status().rotations, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_now_signs_anew_and_joins_a_cycle_in_flight() {
+    let clock = TokioWallClock::new(start());
+    // Every provider call takes 200 ms, so cycles are in flight for a while.
+    let credentials =
+        ScriptedCredentials::long_term(clock.clone()).with_latency(Duration::from_millis(200));
+    let at = |ms| start() + Duration::from_millis(ms);
+    let refresher = start_refresher(&credentials, &clock).await;
+    let first = refresher.token().await.unwrap();
+    assert_eq!(first.signed_at(), at(200));
+    sleep(MINUTE).await;
+
+    // Two callers refused 50 ms apart: one cycle, one new token for both.
+    let (a, b) = tokio::join!(refresher.refresh_now(), async {
+        sleep(Duration::from_millis(50)).await;
+        refresher.refresh_now().await
+    });
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.expose_secret(), b.expose_secret());
+    assert_ne!(a.expose_secret(), first.expose_secret());
+    assert_eq!(a.signed_at(), at(60_400));
+    assert_eq!(credentials.calls().len(), 2);
+
+    // The scheduled rotation starts at 660.4 s and is in flight until
+    // 660.6 s; a refresh_now at 660.5 s joins it.
+    sleep(Duration::from_millis(600_100)).await;
+    assert_eq!(clock.now(), at(660_500));
+    let joined = refresher.refresh_now().await.unwrap();
+    assert_eq!(joined.signed_at(), at(660_600));
+    assert_eq!(credentials.calls().len(), 3);
+
+    // Within a second of a completed cycle, its outcome is returned.
+    let again = refresher.refresh_now().await.unwrap();
+    assert_eq!(again.expose_secret(), joined.expose_secret());
+    assert_eq!(credentials.calls().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_handle_ends_the_task() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let clock = TokioWallClock::new(start());
+    let credentials = ScriptedCredentials::long_term(clock.clone());
+    let refresher = start_refresher(&credentials, &clock).await;
+    refresher.token().await.unwrap();
+    assert_eq!(metrics.num_alive_tasks(), before + 1);
+
+    let clone = refresher.clone();
+    drop(refresher);
+    sleep(HOUR + Duration::from_secs(1)).await;
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        before + 1,
+        "a clone keeps it alive"
+    );
+    assert_eq!(credentials.calls().len(), 7); // 0:00, then every 10 minutes
+
+    drop(clone);
+    // Aborting is asynchronous: the task ends the next time it is scheduled.
+    for _ in 0..10 {
+        if metrics.num_alive_tasks() == before {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(metrics.num_alive_tasks(), before);
+    sleep(HOUR).await;
+    assert_eq!(credentials.calls().len(), 7, "no signing after the drop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_suspended_process_signs_on_the_next_read() {
+    let clock = TokioWallClock::new(start());
+    let credentials = ScriptedCredentials::long_term(clock.clone());
+    let refresher = start_refresher(&credentials, &clock).await;
+    let first = refresher.token().await.unwrap();
+    // The wall clock moves an hour while tokio's timers do not (a suspended
+    // VM): the held token is stale, so the read signs a new one.
+    clock.jump(HOUR);
+    let next = refresher.token().await.unwrap();
+    assert_eq!(next.signed_at(), first.signed_at() + HOUR);
+    assert_eq!(credentials.calls().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn configuration_errors_name_the_parameter() {
+    let clock = TokioWallClock::new(start());
+    let credentials = ScriptedCredentials::long_term(clock.clone());
+    let cases: Vec<(TokenRefresherBuilder, &str)> = vec![
+        (
+            builder(&credentials, &clock).rotation_interval(Duration::ZERO),
+            "rotation_interval",
+        ),
+        (
+            builder(&credentials, &clock).rotation_interval(Duration::from_secs(870)),
+            "rotation_interval",
+        ),
+        (
+            builder(&credentials, &clock).reauth_after(12 * HOUR),
+            "reauth_after",
+        ),
+        (
+            builder(&credentials, &clock).from_env_with(|name| {
+                (name == "ELASTICACHE_TOKEN_REFRESH_INTERVAL").then(|| "10 minutes please".into())
+            }),
+            "ELASTICACHE_TOKEN_REFRESH_INTERVAL",
+        ),
+        (
+            builder(&credentials, &clock).from_env_with(|name| {
+                (name == "ELASTICACHE_TOKEN_REFRESH_INTERVAL").then(|| "15m".into())
+            }),
+            "ELASTICACHE_TOKEN_REFRESH_INTERVAL",
+        ),
+        (
+            builder(&credentials, &clock)
+                .from_env_with(|name| (name == "ELASTICACHE_REAUTH_AFTER").then(|| "13h".into())),
+            "ELASTICACHE_REAUTH_AFTER",
+        ),
+        (
+            TokenRefresher::builder()
+                .serverless_cache("c")
+                .user_id("u")
+                .credentials_provider(credentials.clone()),
+            "region",
+        ),
+        (
+            TokenRefresher::builder()
+                .serverless_cache("c")
+                .region("us-east-1")
+                .credentials_provider(credentials.clone()),
+            "user_id",
+        ),
+        (
+            TokenRefresher::builder()
+                .serverless_cache("c")
+                .replication_group("g")
+                .user_id("u")
+                .region("us-east-1"),
+            "target",
+        ),
+        (
+            TokenRefresher::builder()
+                .serverless_cache("c")
+                .user_id("u")
+                .sdk_config(&aws_config::SdkConfig::builder().build()),
+            "region",
+        ),
+        (
+            TokenRefresher::builder()
+                .serverless_cache("c")
+                .user_id("u")
+                .region("us-east-1")
+                .sdk_config(&aws_config::SdkConfig::builder().build()),
+            "credentials_provider",
+        ),
+    ];
+    for (builder, parameter) in cases {
+        let err = builder.build().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Configuration, "{err}");
+        assert_eq!(err.parameter(), Some(parameter), "{err}");
+        assert!(err.to_string().contains(parameter), "{err}");
+    }
+    assert_eq!(
+        credentials.calls().len(),
+        0,
+        "nothing is signed on a bad configuration"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn durations_from_the_environment() {
+    let clock = TokioWallClock::new(start());
+    let credentials = ScriptedCredentials::long_term(clock.clone());
+    let env = |name: &str| match name {
+        "ELASTICACHE_TOKEN_REFRESH_INTERVAL" => Some("2s".to_owned()),
+        "ELASTICACHE_REAUTH_AFTER" => Some("1h 30m".to_owned()),
+        _ => None,
+    };
+    let refresher = builder(&credentials, &clock)
+        .rotation_interval(5 * MINUTE)
+        .from_env_with(env)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(refresher.rotation_interval(), Duration::from_secs(2));
+    assert_eq!(refresher.reauth_after(), Duration::from_secs(5400));
+    sleep(Duration::from_secs(21)).await;
+    assert_eq!(credentials.calls().len(), 11);
+
+    // Unset or empty: the defaults.
+    let refresher = builder(&credentials, &clock)
+        .from_env_with(|name| (name == "ELASTICACHE_REAUTH_AFTER").then(String::new))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(refresher.rotation_interval(), 10 * MINUTE);
+    assert_eq!(refresher.reauth_after(), 10 * HOUR);
+}
