@@ -88,7 +88,9 @@ impl Error {
 
     /// For configuration errors, the parameter that was missing or invalid
     /// (`serverless_cache_name`, `replication_group_id`, `memorydb_cluster_name`,
-    /// `target`, `user_id`, `region`).
+    /// `target`, `user_id`, `region`, `rotation_interval`, `reauth_after`,
+    /// `credentials_provider`, `runtime`), or the environment variable
+    /// (`ELASTICACHE_TOKEN_REFRESH_INTERVAL`, `ELASTICACHE_REAUTH_AFTER`).
     pub fn parameter(&self) -> Option<&'static str> {
         self.parameter
     }

@@ -17,7 +17,26 @@
 //! | `region` | AWS region ids, checked before they are signed |
 //! | `signer` | [`TokenSigner`]: a pure function (credentials, time) -> [`AuthToken`], on `aws-sigv4` query presigning |
 //! | `token` | [`AuthToken`]: the bearer secret (redacted `Debug`, no `Display`, zeroized) and its validity window |
+//! | `refresher` | [`TokenRefresher`]: the current token in memory, a background task that rotates it, single-flight signing, backoff, [`RefresherStatus`] |
+//! | `redis_auth` | the refresher as redis-rs's `StreamingCredentialsProvider`: one `AUTH` per new connection, re-authentication on a per-connection schedule |
+//! | `clock` | the two clocks: wall time (an injected `TimeSource`) and tokio's scheduling time |
+//! | `env` | values from environment variables |
 //! | `error` | [`Error`], one opaque type with an [`ErrorKind`] and the parameter at fault |
+//! | `test_util` | (feature `test-util`) a wall clock following tokio's paused clock, a scripted credentials provider |
+//!
+//! ```text
+//! credentials provider (aws-config default chain, or injected)
+//!         |  Credentials (+ expiry), once per signing cycle
+//!         v
+//!   TokenSigner    pure: (credentials, time) -> AuthToken
+//!         |
+//!         v
+//!   TokenRefresher current token in memory; background rotation; single-flight
+//!         |
+//!         v
+//!   connections    AUTH <user_id> <token>; re-AUTH before the 12-hour cut
+//!                  (redis-rs through StreamingCredentialsProvider)
+//! ```
 //!
 //! The binary `elasticache-iam-token` prints a token for `valkey-cli` /
 //! `redis-cli` and scripts, with credentials from the AWS default chain.
@@ -47,6 +66,28 @@
 //! # assert!(password.contains("ResourceType=ServerlessCache"));
 //! // The token may be used until token.usable_until(); re-sign before then.
 //! # Ok::<(), elasticache_iam::Error>(())
+//! ```
+//!
+//! In a service, let a [`TokenRefresher`] keep the token fresh, and hand it to
+//! redis-rs as the connection's credentials provider:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use elasticache_iam::TokenRefresher;
+//!
+//! let refresher = TokenRefresher::builder()
+//!     .serverless_cache("my-serverless-cache")
+//!     .user_id("iam-user-01")
+//!     .region("us-east-1")
+//!     .from_env() // ELASTICACHE_TOKEN_REFRESH_INTERVAL, ELASTICACHE_REAUTH_AFTER
+//!     .build()    // credentials from the aws-config default chain
+//!     .await?;
+//! let client = redis::cluster::ClusterClientBuilder::new(vec![
+//!     "rediss://my-serverless-cache-abc123.serverless.use1.cache.amazonaws.com:6379",
+//! ])
+//! .set_credentials_provider(refresher.clone())
+//! .build()?;
+//! # Ok(()) }
 //! ```
 //!
 //! # Troubleshooting `WRONGPASS`
