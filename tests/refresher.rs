@@ -503,3 +503,63 @@ async fn durations_from_the_environment() {
     assert_eq!(refresher.rotation_interval(), 10 * MINUTE);
     assert_eq!(refresher.reauth_after(), 10 * HOUR);
 }
+
+#[tokio::test(start_paused = true)]
+async fn reads_do_not_wait_for_a_rotation_in_flight() {
+    let clock = TokioWallClock::new(start());
+    // Each provider call takes 5 s.
+    let credentials =
+        ScriptedCredentials::long_term(clock.clone()).with_latency(Duration::from_secs(5));
+    let refresher = start_refresher(&credentials, &clock).await;
+    let first = refresher.token().await.unwrap();
+    // The first token was signed at 0:05 (after the call), so the rotation
+    // starts at 10:05 and is in flight until 10:10.
+    sleep(10 * MINUTE + Duration::from_secs(2)).await;
+    let before = clock.now();
+    let during = refresher.token().await.unwrap();
+    assert_eq!(clock.now(), before, "the read waited");
+    assert_eq!(during.expose_secret(), first.expose_secret());
+    assert_eq!(credentials.calls().len(), 2, "the rotation is in flight");
+    sleep(Duration::from_secs(5)).await;
+    let after = refresher.token().await.unwrap();
+    assert_eq!(
+        after.signed_at(),
+        start() + 10 * MINUTE + Duration::from_secs(10)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn from_an_sdk_config() {
+    let clock = TokioWallClock::new(start());
+    let credentials = ScriptedCredentials::temporary(clock.clone(), HOUR);
+    let config = aws_config::SdkConfig::builder()
+        .region(aws_config::Region::new("eu-central-1"))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials.clone()),
+        )
+        .time_source(clock.clone())
+        .build();
+    let refresher = TokenRefresher::builder()
+        .replication_group("My-Group")
+        .user_id("App-User")
+        .sdk_config(&config)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(refresher.signer().region(), "eu-central-1");
+    let token = refresher.token().await.unwrap();
+    // The SdkConfig's time source signed it, its provider's credentials too.
+    assert_eq!(token.signed_at(), start());
+    assert_eq!(token.usable_until(), start() + Duration::from_secs(900));
+    assert!(
+        token
+            .expose_secret()
+            .starts_with("my-group/?Action=connect&User=app-user&")
+    );
+    assert!(
+        token
+            .expose_secret()
+            .contains("AKIDSCRIPTED0001%2F20231114%2Feu-central-1%2Felasticache")
+    );
+    assert_eq!(credentials.calls().len(), 1);
+}
