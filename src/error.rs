@@ -64,6 +64,13 @@ impl Error {
         }
     }
 
+    /// The same error, about `parameter` (an environment variable, say,
+    /// rather than the builder method it feeds).
+    pub(crate) fn with_parameter(mut self, parameter: &'static str) -> Self {
+        self.parameter = Some(parameter);
+        self
+    }
+
     /// Attach the underlying cause, reachable through `source()`.
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.source = Some(Arc::from(source.into()));

@@ -20,6 +20,7 @@
 //! | `refresher` | [`TokenRefresher`]: the current token in memory, a background task that rotates it, single-flight signing, backoff, [`RefresherStatus`] |
 //! | `redis_auth` | the refresher as redis-rs's `StreamingCredentialsProvider`: one `AUTH` per new connection, re-authentication on a per-connection schedule |
 //! | `clock` | the two clocks: wall time (an injected `TimeSource`) and tokio's scheduling time |
+//! | `config` | [`ConnectionConfig`]: endpoint, [`Auth`] (none, password, IAM), [`TlsOptions`], [`Lifecycle`]; from a URL, a builder or the environment |
 //! | `env` | values from environment variables |
 //! | `error` | [`Error`], one opaque type with an [`ErrorKind`] and the parameter at fault |
 //! | `test_util` | (feature `test-util`) a wall clock following tokio's paused clock, a scripted credentials provider |
@@ -110,6 +111,7 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+mod config;
 mod env;
 mod error;
 mod redis_auth;
@@ -121,6 +123,10 @@ mod target;
 pub mod test_util;
 mod token;
 
+pub use config::{
+    Auth, ConnectionConfig, ConnectionConfigBuilder, DEFAULT_MAX_CONNECTION_AGE, DEFAULT_PORT,
+    IamAuth, Lifecycle, MAX_CONNECTION_AGE_ENV, TlsOptions, TlsVersion,
+};
 pub use error::{Error, ErrorKind};
 pub use refresher::{
     DEFAULT_REAUTH_AFTER, DEFAULT_ROTATION_INTERVAL, MAX_AUTH_AGE, REAUTH_AFTER_ENV,

@@ -1,0 +1,268 @@
+//! Connection configuration from URLs, the builder and environment variables:
+//! what is accepted, and errors that name the parameter or variable at fault.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use elasticache_iam::{
+    Auth, ConnectionConfig, ConnectionConfigBuilder, ErrorKind, TargetKind, TlsVersion,
+};
+
+fn env(vars: &[(&str, &str)]) -> ConnectionConfigBuilder {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    ConnectionConfig::builder().from_env_with(move |name| vars.get(name).cloned())
+}
+
+const IAM: &[(&str, &str)] = &[
+    (
+        "REDIS_URL",
+        "rediss://my-cache-abc123.serverless.use1.cache.amazonaws.com:6379",
+    ),
+    ("USE_IAM_AUTH", "true"),
+    ("ELASTICACHE_SERVERLESS_CACHE", "My-Cache"),
+    ("ELASTICACHE_USER_ID", "iam-user-01"),
+    ("AWS_REGION", "us-east-1"),
+];
+
+fn iam_with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut vars: Vec<_> = IAM.to_vec();
+    for (name, value) in extra {
+        vars.retain(|(n, _)| n != name);
+        vars.push((name, value));
+    }
+    vars
+}
+
+#[test]
+fn iam_from_the_environment() {
+    let config = env(&iam_with(&[
+        ("ELASTICACHE_TOKEN_REFRESH_INTERVAL", "2s"),
+        ("ELASTICACHE_REAUTH_AFTER", "4s"),
+        ("ELASTICACHE_MAX_CONNECTION_AGE", "6s"),
+    ]))
+    .build()
+    .unwrap();
+    assert_eq!(
+        config.host,
+        "my-cache-abc123.serverless.use1.cache.amazonaws.com"
+    );
+    assert_eq!(config.port, 6379);
+    assert!(config.tls.is_some());
+    let Auth::Iam(iam) = &config.auth else {
+        panic!("{:?}", config.auth)
+    };
+    assert_eq!(iam.target.kind(), TargetKind::ServerlessCache);
+    assert_eq!(iam.target.name(), "my-cache");
+    assert_eq!(iam.user_id.as_str(), "iam-user-01");
+    assert_eq!(iam.region, "us-east-1");
+    assert_eq!(
+        config.lifecycle.token_refresh_interval,
+        Duration::from_secs(2)
+    );
+    assert_eq!(config.lifecycle.reauth_after, Duration::from_secs(4));
+    assert_eq!(config.lifecycle.max_connection_age, Duration::from_secs(6));
+}
+
+#[test]
+fn iam_is_never_inferred() {
+    // Everything IAM needs, but no USE_IAM_AUTH: no authentication.
+    let vars: Vec<_> = IAM
+        .iter()
+        .filter(|(n, _)| *n != "USE_IAM_AUTH")
+        .copied()
+        .collect();
+    let config = env(&vars).build().unwrap();
+    assert!(matches!(config.auth, Auth::None), "{:?}", config.auth);
+}
+
+#[test]
+fn host_parts_tls_and_password_from_separate_variables() {
+    let config = env(&[
+        ("REDIS_HOST", "cache.internal"),
+        ("REDIS_PORT", "6380"),
+        ("REDIS_DB", "2"),
+        ("REDIS_SSL", "true"),
+        ("REDIS_SSL_CA_CERTS", "/etc/ca.pem"),
+        ("REDIS_SSL_CERTFILE", "/etc/client.pem"),
+        ("REDIS_SSL_KEYFILE", "/etc/client.key"),
+        ("REDIS_USERNAME", "app"),
+        ("REDIS_PASSWORD", "PASSWORD-MARKER"),
+    ])
+    .build()
+    .unwrap();
+    assert_eq!(
+        (config.host.as_str(), config.port, config.db),
+        ("cache.internal", 6380, 2)
+    );
+    let tls = config.tls.as_ref().unwrap();
+    assert_eq!(tls.ca_file.as_deref(), Some("/etc/ca.pem".as_ref()));
+    assert_eq!(tls.client_cert.as_deref(), Some("/etc/client.pem".as_ref()));
+    assert_eq!(tls.client_key.as_deref(), Some("/etc/client.key".as_ref()));
+    let Auth::Password { username, password } = &config.auth else {
+        panic!()
+    };
+    assert_eq!(username.as_deref(), Some("app"));
+    assert_eq!(password.as_str(), "PASSWORD-MARKER");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("PASSWORD-MARKER"), "{debug}");
+    assert!(debug.contains("** redacted **"), "{debug}");
+}
+
+#[test]
+fn urls() {
+    let config = ConnectionConfig::from_url("rediss://app:p%40ss@cache.internal:7000/3").unwrap();
+    assert_eq!(
+        (config.host.as_str(), config.port, config.db),
+        ("cache.internal", 7000, 3)
+    );
+    assert!(config.tls.is_some());
+    let Auth::Password { username, password } = &config.auth else {
+        panic!()
+    };
+    assert_eq!(
+        (username.as_deref(), password.as_str()),
+        (Some("app"), "p@ss")
+    );
+
+    let config = ConnectionConfig::from_url("redis://127.0.0.1").unwrap();
+    assert_eq!((config.port, config.db), (6379, 0));
+    assert!(config.tls.is_none());
+    assert!(matches!(config.auth, Auth::None));
+
+    let config = ConnectionConfig::builder()
+        .url("rediss://[::1]:6379")
+        .min_tls_version(TlsVersion::Tls13)
+        .build()
+        .unwrap();
+    assert_eq!(config.host, "::1");
+    assert_eq!(config.tls.unwrap().min_version, TlsVersion::Tls13);
+}
+
+#[test]
+fn bad_urls_name_the_url_and_never_echo_it() {
+    for url in [
+        "http://cache:6379",
+        "rediss://user:SECRET-MARKER@/0",
+        "rediss://user:SECRET-MARKER@cache:6379/x",
+        "not a url SECRET-MARKER",
+    ] {
+        let err = ConnectionConfig::from_url(url).unwrap_err();
+        assert_eq!(err.parameter(), Some("url"), "{err}");
+        assert!(!err.to_string().contains("SECRET-MARKER"), "{err}");
+        assert!(!format!("{err:?}").contains("SECRET-MARKER"), "{err:?}");
+    }
+    let err = env(&[("REDIS_URL", "http://cache")]).build().unwrap_err();
+    assert_eq!(err.parameter(), Some("REDIS_URL"));
+}
+
+#[test]
+fn misconfigurations_name_the_parameter() {
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        // IAM over plain text.
+        (iam_with(&[("REDIS_URL", "redis://cache:6379")]), "tls"),
+        (iam_with(&[("REDIS_SSL", "false")]), "tls"),
+        // Missing pieces.
+        (
+            IAM.iter()
+                .filter(|(n, _)| *n != "AWS_REGION")
+                .copied()
+                .collect(),
+            "region",
+        ),
+        (
+            IAM.iter()
+                .filter(|(n, _)| *n != "ELASTICACHE_USER_ID")
+                .copied()
+                .collect(),
+            "user_id",
+        ),
+        (
+            IAM.iter()
+                .filter(|(n, _)| *n != "ELASTICACHE_SERVERLESS_CACHE")
+                .copied()
+                .collect(),
+            "target",
+        ),
+        (
+            IAM.iter()
+                .filter(|(n, _)| *n != "REDIS_URL")
+                .copied()
+                .collect(),
+            "host",
+        ),
+        // Conflicts.
+        (
+            iam_with(&[("ELASTICACHE_REPLICATION_GROUP", "my-group")]),
+            "target",
+        ),
+        (iam_with(&[("REDIS_PASSWORD", "hunter2")]), "password"),
+        // Bad values name their variable.
+        (iam_with(&[("AWS_REGION", "US-EAST-1")]), "AWS_REGION"),
+        (
+            iam_with(&[("ELASTICACHE_USER_ID", "1user")]),
+            "ELASTICACHE_USER_ID",
+        ),
+        (
+            iam_with(&[(
+                "ELASTICACHE_SERVERLESS_CACHE",
+                "my-cache.serverless.use1.cache.amazonaws.com",
+            )]),
+            "ELASTICACHE_SERVERLESS_CACHE",
+        ),
+        (iam_with(&[("USE_IAM_AUTH", "sure")]), "USE_IAM_AUTH"),
+        (iam_with(&[("REDIS_SSL", "maybe")]), "REDIS_SSL"),
+        (iam_with(&[("REDIS_PORT", "70000")]), "REDIS_PORT"),
+        (iam_with(&[("REDIS_DB", "-1")]), "REDIS_DB"),
+        (
+            iam_with(&[("ELASTICACHE_TOKEN_REFRESH_INTERVAL", "soon")]),
+            "ELASTICACHE_TOKEN_REFRESH_INTERVAL",
+        ),
+        (
+            iam_with(&[("ELASTICACHE_MAX_CONNECTION_AGE", "12h")]),
+            "ELASTICACHE_MAX_CONNECTION_AGE",
+        ),
+        (
+            iam_with(&[
+                ("ELASTICACHE_REAUTH_AFTER", "7s"),
+                ("ELASTICACHE_MAX_CONNECTION_AGE", "6s"),
+            ]),
+            "ELASTICACHE_REAUTH_AFTER",
+        ),
+        (
+            iam_with(&[("REDIS_SSL_CERTFILE", "/etc/client.pem")]),
+            "client_key",
+        ),
+    ];
+    for (vars, parameter) in cases {
+        let err = env(&vars).build().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Configuration, "{vars:?}: {err}");
+        assert_eq!(err.parameter(), Some(parameter), "{vars:?}: {err}");
+        assert!(!err.to_string().contains("hunter2"));
+    }
+}
+
+#[test]
+fn iam_from_the_builder() {
+    let config = ConnectionConfig::builder()
+        .url("rediss://my-group.abc123.ng.0001.use1.cache.amazonaws.com:6379")
+        .iam_replication_group("my-group")
+        .user_id("app")
+        .region("eu-west-1")
+        .build()
+        .unwrap();
+    let Auth::Iam(iam) = config.auth else {
+        panic!()
+    };
+    assert_eq!(iam.target.kind(), TargetKind::ReplicationGroup);
+    let err = ConnectionConfig::builder()
+        .url("redis://cache:6379")
+        .iam_replication_group("my-group")
+        .user_id("app")
+        .region("eu-west-1")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.parameter(), Some("tls"));
+}
