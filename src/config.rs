@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::env::parse_duration;
+use crate::env::{duration_var, var};
 use crate::error::{Error, quoted};
 use crate::refresher::{
     DEFAULT_REAUTH_AFTER, DEFAULT_ROTATION_INTERVAL, MAX_AUTH_AGE, REAUTH_AFTER_ENV,
-    REFRESH_INTERVAL_ENV,
+    REFRESH_INTERVAL_ENV, check_reauth_after, check_rotation_interval,
 };
 use crate::region::validate_region;
 use crate::target::{Target, TargetKind, UserId};
@@ -344,7 +344,7 @@ impl ConnectionConfigBuilder {
 
     /// [`from_env`](Self::from_env) with the variables looked up by `lookup`.
     pub fn from_env_with(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let get = |name: &str| var(&lookup, name);
         if let Some(url) = get("REDIS_URL") {
             self = self.url(&url);
             if let Some(err) = self.error.take() {
@@ -381,13 +381,15 @@ impl ConnectionConfigBuilder {
         if let Some(password) = lookup("REDIS_PASSWORD").filter(|v| !v.is_empty()) {
             self.password = Some(Secret(Zeroizing::new(password)));
         }
-        for (name, slot) in [("REDIS_SSL", 0), ("USE_IAM_AUTH", 1)] {
-            if let Some(value) = get(name) {
-                match parse_bool(name, &value) {
-                    Ok(on) if slot == 0 => self.tls = Some(on),
-                    Ok(on) => self.use_iam = Some(on),
-                    Err(err) => self.fail(err),
-                }
+        let mut errors = Vec::new();
+        for (name, slot) in [
+            ("REDIS_SSL", &mut self.tls),
+            ("USE_IAM_AUTH", &mut self.use_iam),
+        ] {
+            match get(name).map(|value| parse_bool(name, &value)) {
+                Some(Ok(on)) => *slot = Some(on),
+                Some(Err(err)) => errors.push(err),
+                None => {}
             }
         }
         if let Some(path) = get("REDIS_SSL_CA_CERTS") {
@@ -422,12 +424,14 @@ impl ConnectionConfigBuilder {
             (REAUTH, REAUTH_AFTER_ENV),
             (MAX_AGE, MAX_CONNECTION_AGE_ENV),
         ] {
-            if let Some(value) = get(name) {
-                match parse_duration(name, &value) {
-                    Ok(d) => self.lifecycle[slot] = Some((d, name)),
-                    Err(err) => self.fail(err),
-                }
+            match duration_var(&lookup, name) {
+                Some(Ok(d)) => self.lifecycle[slot] = Some((d, name)),
+                Some(Err(err)) => errors.push(err),
+                None => {}
             }
+        }
+        for err in errors {
+            self.fail(err);
         }
         self
     }
@@ -557,18 +561,14 @@ fn lifecycle(given: [Option<(Duration, &'static str)>; 3]) -> Result<Lifecycle, 
     );
     let (reauth, reauth_name) = pick(REAUTH, defaults.reauth_after, "reauth_after");
     let (max_age, max_age_name) = pick(MAX_AGE, defaults.max_connection_age, "max_connection_age");
+    let refresh = check_rotation_interval(refresh, refresh_name)?;
+    let reauth = check_reauth_after(reauth, reauth_name)?;
     let fail = |name: &'static str, rule: &str, value: Duration| {
         Err(Error::config(
             name,
             format!("{name} {rule}; got {}", humantime::format_duration(value)),
         ))
     };
-    if refresh < Duration::from_secs(1) {
-        return fail(refresh_name, "must be at least 1s", refresh);
-    }
-    if reauth < Duration::from_secs(1) {
-        return fail(reauth_name, "must be at least 1s", reauth);
-    }
     if max_age >= MAX_AUTH_AGE {
         return fail(
             max_age_name,

@@ -4,6 +4,20 @@ use std::time::Duration;
 
 use crate::error::{Error, quoted};
 
+/// The value of variable `name` as `lookup` finds it; an empty (or blank)
+/// value counts as unset.
+pub(crate) fn var(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name).filter(|value| !value.trim().is_empty())
+}
+
+/// Variable `name` as a duration, if set.
+pub(crate) fn duration_var(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Option<Result<Duration, Error>> {
+    var(lookup, name).map(|value| parse_duration(name, &value))
+}
+
 /// A duration such as `10m`, `2s`, `1h 30m` or `500ms`, from the variable
 /// `name` (named in the error).
 pub(crate) fn parse_duration(name: &'static str, value: &str) -> Result<Duration, Error> {

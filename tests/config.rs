@@ -220,6 +220,11 @@ fn misconfigurations_name_the_parameter() {
             iam_with(&[("ELASTICACHE_TOKEN_REFRESH_INTERVAL", "soon")]),
             "ELASTICACHE_TOKEN_REFRESH_INTERVAL",
         ),
+        // The refresher's own bounds, named by the variable that set them.
+        (
+            iam_with(&[("ELASTICACHE_TOKEN_REFRESH_INTERVAL", "15m")]),
+            "ELASTICACHE_TOKEN_REFRESH_INTERVAL",
+        ),
         (
             iam_with(&[("ELASTICACHE_MAX_CONNECTION_AGE", "12h")]),
             "ELASTICACHE_MAX_CONNECTION_AGE",

@@ -15,7 +15,7 @@ use super::{
     DEFAULT_REAUTH_AFTER, DEFAULT_ROTATION_INTERVAL, MAX_AUTH_AGE, SAFETY_MARGIN, Shared,
     TokenRefresher,
 };
-use crate::env::parse_duration;
+use crate::env::duration_var;
 use crate::error::Error;
 use crate::signer::TokenSignerBuilder;
 use crate::target::Target;
@@ -155,18 +155,16 @@ impl TokenRefresherBuilder {
     /// [`from_env`](Self::from_env) with the variables looked up by `lookup`
     /// (for tests, or configuration kept elsewhere).
     pub fn from_env_with(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
-        for name in [REFRESH_INTERVAL_ENV, REAUTH_AFTER_ENV] {
-            let Some(value) = lookup(name).filter(|v| !v.trim().is_empty()) else {
-                continue;
-            };
-            match parse_duration(name, &value) {
-                Ok(duration) if name == REFRESH_INTERVAL_ENV => {
-                    self.rotation_interval = Some((duration, REFRESH_INTERVAL_ENV));
-                }
-                Ok(duration) => self.reauth_after = Some((duration, REAUTH_AFTER_ENV)),
-                Err(err) => {
+        for (name, slot) in [
+            (REFRESH_INTERVAL_ENV, &mut self.rotation_interval),
+            (REAUTH_AFTER_ENV, &mut self.reauth_after),
+        ] {
+            match duration_var(&lookup, name) {
+                Some(Ok(duration)) => *slot = Some((duration, name)),
+                Some(Err(err)) => {
                     self.env_error.get_or_insert(err);
                 }
+                None => {}
             }
         }
         self
@@ -194,12 +192,12 @@ impl TokenRefresherBuilder {
         let rotation_interval = self
             .rotation_interval
             .map_or(Ok(DEFAULT_ROTATION_INTERVAL), |(d, name)| {
-                check_range(d, name, MIN_INTERVAL, TOKEN_VALIDITY - SAFETY_MARGIN)
+                check_rotation_interval(d, name)
             })?;
         let reauth_after = self
             .reauth_after
             .map_or(Ok(DEFAULT_REAUTH_AFTER), |(d, name)| {
-                check_range(d, name, MIN_INTERVAL, MAX_AUTH_AGE)
+                check_reauth_after(d, name)
             })?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::config(
@@ -253,6 +251,21 @@ impl fmt::Debug for TokenRefresherBuilder {
             .field("reauth_after", &self.reauth_after)
             .finish_non_exhaustive()
     }
+}
+
+/// A rotation interval (named `name` in the error): at least 1 s, and less
+/// than a token's 15 minutes minus the [`SAFETY_MARGIN`].
+pub(crate) fn check_rotation_interval(
+    value: Duration,
+    name: &'static str,
+) -> Result<Duration, Error> {
+    check_range(value, name, MIN_INTERVAL, TOKEN_VALIDITY - SAFETY_MARGIN)
+}
+
+/// A re-authentication time (named `name` in the error): at least 1 s, and
+/// less than the server's 12-hour cut.
+pub(crate) fn check_reauth_after(value: Duration, name: &'static str) -> Result<Duration, Error> {
+    check_range(value, name, MIN_INTERVAL, MAX_AUTH_AGE)
 }
 
 /// `value` if `min <= value < below`, else a configuration error naming `name`.

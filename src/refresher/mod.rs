@@ -35,6 +35,7 @@ use crate::signer::TokenSigner;
 use crate::token::{AuthToken, format_time};
 
 pub use builder::{REAUTH_AFTER_ENV, REFRESH_INTERVAL_ENV, TokenRefresherBuilder};
+pub(crate) use builder::{check_reauth_after, check_rotation_interval};
 pub use status::RefresherStatus;
 
 /// How often the token is re-signed when the credentials last longer than a
@@ -238,14 +239,7 @@ impl TokenRefresher {
 
     /// The refresher's state, for health reports. Contains no secret.
     pub fn status(&self) -> RefresherStatus {
-        let state = self.shared().state();
-        RefresherStatus::new(
-            state.current.as_ref(),
-            state.rotations,
-            state.consecutive_failures,
-            state.failing_since,
-            state.last_error.as_ref(),
-        )
+        RefresherStatus::new(&self.shared().state())
     }
 
     /// The signer: target, user id and region.

@@ -2,7 +2,8 @@
 
 use std::time::SystemTime;
 
-use crate::error::{Error, display_chain};
+use super::State;
+use crate::error::display_chain;
 use crate::token::AuthToken;
 
 /// A snapshot of a [`TokenRefresher`](super::TokenRefresher), for health
@@ -29,20 +30,15 @@ pub struct RefresherStatus {
 }
 
 impl RefresherStatus {
-    pub(super) fn new(
-        current: Option<&AuthToken>,
-        rotations: u64,
-        consecutive_failures: u32,
-        failing_since: Option<SystemTime>,
-        last_error: Option<&Error>,
-    ) -> Self {
+    pub(super) fn new(state: &State) -> Self {
+        let current = state.current.as_ref();
         Self {
             signed_at: current.map(AuthToken::signed_at),
             usable_until: current.map(AuthToken::usable_until),
-            rotations,
-            consecutive_failures,
-            failing_since,
-            last_error: last_error.map(|e| display_chain(e)),
+            rotations: state.rotations,
+            consecutive_failures: state.consecutive_failures,
+            failing_since: state.failing_since,
+            last_error: state.last_error.as_ref().map(|e| display_chain(e)),
         }
     }
 
