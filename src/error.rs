@@ -140,9 +140,30 @@ impl StdError for Error {
 }
 
 /// An error and its causes on one line, `outer: inner: innermost`, for
-/// messages that must stand on their own (logs, health reports). A cause whose
-/// text is already in the line is skipped: many errors repeat their source.
-pub(crate) fn display_chain(err: &(dyn StdError + 'static)) -> String {
+/// messages that must stand on their own (logs, health reports, a CLI's one
+/// line on stderr). A cause whose text is already in the line is skipped: many
+/// errors repeat their source.
+///
+/// ```
+/// use elasticache_iam::display_chain;
+///
+/// #[derive(Debug)]
+/// struct Outer(std::io::Error);
+/// impl std::fmt::Display for Outer {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("the credentials provider failed")
+///     }
+/// }
+/// impl std::error::Error for Outer {
+///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+///         Some(&self.0)
+///     }
+/// }
+///
+/// let err = Outer(std::io::Error::other("connection refused"));
+/// assert_eq!(display_chain(&err), "the credentials provider failed: connection refused");
+/// ```
+pub fn display_chain(err: &(dyn StdError + 'static)) -> String {
     let mut text = err.to_string();
     let mut next = err.source();
     while let Some(cause) = next {

@@ -127,7 +127,7 @@ pub use config::{
     Auth, ConnectionConfig, ConnectionConfigBuilder, DEFAULT_MAX_CONNECTION_AGE, DEFAULT_PORT,
     IamAuth, Lifecycle, MAX_CONNECTION_AGE_ENV, TlsOptions, TlsVersion,
 };
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, display_chain};
 pub use refresher::{
     DEFAULT_REAUTH_AFTER, DEFAULT_ROTATION_INTERVAL, MAX_AUTH_AGE, REAUTH_AFTER_ENV,
     REFRESH_INTERVAL_ENV, RefresherStatus, SAFETY_MARGIN, TokenRefresher, TokenRefresherBuilder,

@@ -14,7 +14,9 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::ProvideCredentials;
 use clap::error::ErrorKind as ClapErrorKind;
 use clap::{ArgGroup, Parser};
-use elasticache_iam::{AuthToken, Error, ErrorKind, Target, TargetKind, TokenSigner, UserId};
+use elasticache_iam::{
+    AuthToken, Error, ErrorKind, Target, TargetKind, TokenSigner, UserId, display_chain,
+};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -119,20 +121,9 @@ impl Failure {
     }
 }
 
-/// An error and its sources on one line, skipping a source whose text the line
-/// already holds.
-fn one_line(err: &dyn StdError) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = cause.source();
-    }
-    collapse_whitespace(&line)
+/// An error and its sources on one line, whitespace folded.
+fn one_line(err: &(dyn StdError + 'static)) -> String {
+    collapse_whitespace(&display_chain(err))
 }
 
 /// Lines and runs of spaces folded into single spaces.
