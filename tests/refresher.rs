@@ -61,6 +61,22 @@ fn reader(
     })
 }
 
+/// Long-term credentials whose provider fails from 0:09 until `outage_end`,
+/// and a refresher on them read every 5 s for `span`. Returns the refresher,
+/// the provider, and the reads.
+async fn through_outage(
+    outage_end: Duration,
+    span: Duration,
+) -> (TokenRefresher, ScriptedCredentials, Vec<(SystemTime, bool)>) {
+    let clock = TokioWallClock::new(start());
+    let credentials = ScriptedCredentials::long_term(clock.clone());
+    credentials.fail_between(start() + 9 * MINUTE, start() + outage_end);
+    let refresher = start_refresher(&credentials, &clock).await;
+    let reads = reader(&refresher, &clock, Duration::from_secs(5), start() + span);
+    sleep(span).await;
+    (refresher, credentials, reads.await.unwrap())
+}
+
 fn successes(calls: &[ProviderCall]) -> Vec<SystemTime> {
     calls
         .iter()
@@ -150,20 +166,8 @@ async fn five_minute_credentials_are_replaced_before_they_expire() {
 
 #[tokio::test(start_paused = true)]
 async fn a_three_minute_provider_outage_is_invisible() {
-    let clock = TokioWallClock::new(start());
-    let credentials = ScriptedCredentials::long_term(clock.clone());
     let outage = (start() + 9 * MINUTE, start() + 12 * MINUTE);
-    credentials.fail_between(outage.0, outage.1);
-    let refresher = start_refresher(&credentials, &clock).await;
-    let reads = reader(
-        &refresher,
-        &clock,
-        Duration::from_secs(5),
-        start() + 20 * MINUTE,
-    );
-    sleep(20 * MINUTE).await;
-
-    let reads = reads.await.unwrap();
+    let (refresher, credentials, reads) = through_outage(12 * MINUTE, 20 * MINUTE).await;
     assert!(reads.iter().all(|(_, ok)| *ok), "a read failed");
 
     let calls = credentials.calls();
@@ -203,19 +207,8 @@ async fn a_three_minute_provider_outage_is_invisible() {
 
 #[tokio::test(start_paused = true)]
 async fn a_twenty_minute_outage_fails_reads_after_the_usable_life_then_recovers() {
-    let clock = TokioWallClock::new(start());
-    let credentials = ScriptedCredentials::long_term(clock.clone());
     let outage = (start() + 9 * MINUTE, start() + 29 * MINUTE);
-    credentials.fail_between(outage.0, outage.1);
-    let refresher = start_refresher(&credentials, &clock).await;
-    let reads = reader(
-        &refresher,
-        &clock,
-        Duration::from_secs(5),
-        start() + 40 * MINUTE,
-    );
-    sleep(40 * MINUTE).await;
-    let reads = reads.await.unwrap();
+    let (_, credentials, reads) = through_outage(29 * MINUTE, 40 * MINUTE).await;
 
     // The token signed at 0:00 is usable until 15:00 and served until 30 s
     // before that; then reads fail until the provider is back.
@@ -232,14 +225,9 @@ async fn a_twenty_minute_outage_fails_reads_after_the_usable_life_then_recovers(
         assert_eq!(*ok, expected, "read at {:?}", at.duration_since(start()));
     }
 
-    // The error, read during the outage: typed, with the provider's error as
-    // its source.
-    let clock2 = TokioWallClock::new(start());
-    let credentials2 = ScriptedCredentials::long_term(clock2.clone());
-    credentials2.fail_between(start() + 9 * MINUTE, start() + 29 * MINUTE);
-    let refresher2 = start_refresher(&credentials2, &clock2).await;
-    refresher2.token().await.unwrap();
-    sleep(20 * MINUTE).await;
+    // The error, read during the outage (at 0:20): typed, with the
+    // provider's error as its source.
+    let (refresher2, _, _) = through_outage(29 * MINUTE, 20 * MINUTE).await;
     let err = refresher2.token().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Credentials);
     assert!(err.is_retryable());

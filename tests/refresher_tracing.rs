@@ -6,45 +6,21 @@
 //! One test in this binary on purpose (tracing caches call-site interest
 //! process-wide; see `redaction_tracing.rs`).
 
-use std::io;
-use std::sync::{Arc, Mutex};
+mod support;
+
 use std::time::{Duration, UNIX_EPOCH};
 
 use elasticache_iam::TokenRefresher;
 use elasticache_iam::test_util::{ScriptedCredentials, TokioWallClock};
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+use support::capture::Capture;
+use support::markers::assert_clean;
 
 #[tokio::test(start_paused = true)]
 async fn refresh_events_are_logged_at_their_levels_without_secrets() {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
     // A current-thread runtime: every task runs on this thread, under this
     // subscriber.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(capture.subscriber());
 
     let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let minute = Duration::from_secs(60);
@@ -76,7 +52,7 @@ async fn refresh_events_are_logged_at_their_levels_without_secrets() {
     let status = refresher.status();
     let debug = format!("{refresher:?} {status:?}");
     drop(_guard);
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
 
     let lines = |needle: &str| logs.lines().filter(|l| l.contains(needle)).count();
     assert!(lines("DEBUG token_refresh{") >= 2, "{logs}");
@@ -112,18 +88,9 @@ async fn refresh_events_are_logged_at_their_levels_without_secrets() {
         tokens.iter().all(|t| t.contains("SCRIPTED-SECRET-session")),
         "markers are in the tokens"
     );
-    let outputs = [("tracing output", &logs), ("Debug and status", &debug)];
-    for (what, text) in outputs {
-        for secret in &forbidden {
-            assert!(!text.contains(secret.as_str()), "{what} contains a secret");
-        }
-    }
+    assert_clean("tracing output", &logs, &forbidden);
+    assert_clean("Debug and status", &debug, &forbidden);
     for error in &errors {
-        for secret in &forbidden {
-            assert!(
-                !error.contains(secret.as_str()),
-                "an error contains a secret"
-            );
-        }
+        assert_clean("an error", error, &forbidden);
     }
 }

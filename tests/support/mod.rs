@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod capture;
 pub mod markers;
 
 use std::collections::BTreeMap;
