@@ -22,6 +22,20 @@ pub enum ErrorKind {
     Credentials,
     /// The SigV4 signer refused its inputs.
     Signing,
+    /// The server refused the credentials (`WRONGPASS`, `NOAUTH`). For IAM the
+    /// message carries the checklist of what makes a token unacceptable.
+    /// Retrying with the same settings will not help.
+    AuthenticationRefused,
+    /// The server is throttling authentication or IAM is unavailable (`ERR
+    /// service is not available`, `ERR Exceeded limit of IAM Authentication
+    /// requests`). Retry later, with backoff.
+    Throttled,
+    /// The TLS handshake failed, or the TLS settings are unusable (no trusted
+    /// roots, an unreadable certificate).
+    Tls,
+    /// The network or the server failed: connection refused or reset, a
+    /// timeout, an unexpected reply. A later attempt may succeed.
+    Io,
 }
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -103,10 +117,14 @@ impl Error {
     }
 
     /// Whether the same operation may succeed if tried again later: true for
-    /// credential failures (providers recover, credentials get refreshed), false
-    /// for configuration and signing errors.
+    /// credential failures (providers recover, credentials get refreshed),
+    /// throttling and I/O errors; false for configuration, signing, TLS and
+    /// refused authentication, which need a change of settings.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ErrorKind::Credentials)
+        matches!(
+            self.kind,
+            ErrorKind::Credentials | ErrorKind::Throttled | ErrorKind::Io
+        )
     }
 }
 

@@ -112,22 +112,35 @@
 
 mod clock;
 mod config;
+mod connection;
 mod env;
 mod error;
+mod health;
+mod manager;
+mod pool;
 mod redis_auth;
 mod refresher;
 mod region;
+mod replies;
 mod signer;
 mod target;
 #[cfg(feature = "test-util")]
 pub mod test_util;
+mod tls;
 mod token;
 
 pub use config::{
     Auth, ConnectionConfig, ConnectionConfigBuilder, DEFAULT_MAX_CONNECTION_AGE, DEFAULT_PORT,
     IamAuth, Lifecycle, MAX_CONNECTION_AGE_ENV, TlsOptions, TlsVersion,
 };
+pub use connection::Connection;
 pub use error::{Error, ErrorKind, display_chain};
+pub use health::{Counts, Health, PoolHealth, TokenHealth};
+pub use manager::Manager;
+pub use pool::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONNECTION_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONCURRENT_CONNECTS, DEFAULT_MAX_SIZE, DEFAULT_RESPONSE_TIMEOUT, Pool, PoolBuilder,
+};
 pub use refresher::{
     DEFAULT_REAUTH_AFTER, DEFAULT_ROTATION_INTERVAL, MAX_AUTH_AGE, REAUTH_AFTER_ENV,
     REFRESH_INTERVAL_ENV, RefresherStatus, SAFETY_MARGIN, TokenRefresher, TokenRefresherBuilder,

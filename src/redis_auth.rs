@@ -45,6 +45,7 @@ use futures_util::Stream;
 use redis::auth::{BasicAuth, StreamingCredentialsProvider};
 use redis::{RedisError, RedisResult};
 
+use crate::clock::jittered;
 use crate::error::{Error, display_chain};
 use crate::refresher::TokenRefresher;
 
@@ -105,7 +106,7 @@ impl Subscription {
         } else if self.last_failed {
             Some(RETRY_AFTER_FAILURE)
         } else {
-            Some(jittered(self.refresher.reauth_after()))
+            Some(jittered(self.refresher.reauth_after(), 0.9))
         };
         let refresher = self.refresher.clone();
         Box::pin(async move {
@@ -136,6 +137,9 @@ impl Stream for Subscription {
         this.next = None;
         this.yielded += 1;
         this.last_failed = item.is_err();
+        if item.is_ok() && this.role == Some(Role::Reauth) {
+            this.refresher.shared().count_reauth_token();
+        }
         Poll::Ready(Some(item))
     }
 }
@@ -148,29 +152,10 @@ impl Drop for Subscription {
     }
 }
 
-/// A time between 90 % and 100 % of `after`.
-fn jittered(after: Duration) -> Duration {
-    after.mul_f64(0.9 + 0.1 * fastrand::f64())
-}
-
 fn to_redis_error(err: Error) -> RedisError {
     RedisError::from((
         redis::ErrorKind::AuthenticationFailed,
         "no IAM auth token",
         display_chain(&err),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_between_ninety_and_a_hundred_percent() {
-        let after = Duration::from_secs(36_000);
-        for _ in 0..10_000 {
-            let d = jittered(after);
-            assert!(d >= Duration::from_secs(32_400) && d <= after, "{d:?}");
-        }
-    }
 }

@@ -439,6 +439,26 @@ impl Stack {
         ]
     }
 
+    /// The kind of cache the front pretends to be.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The cache name or replication group id that tokens must sign.
+    pub fn cache_name(&self) -> &str {
+        &self.cache_name
+    }
+
+    /// The IAM user id the front accepts.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    /// The region tokens must be signed for.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
     /// The front's address (TLS).
     pub fn endpoint(&self) -> SocketAddr {
         self.shared.front_addr

@@ -236,6 +236,7 @@ impl TokenRefresherBuilder {
             cycle: tokio::sync::Mutex::new(()),
             cycle_done: tokio::sync::Notify::new(),
             one_shots: Mutex::new(HashMap::new()),
+            reauth_tokens: Default::default(),
         }))
     }
 }

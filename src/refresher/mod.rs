@@ -20,6 +20,7 @@ mod task;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -128,6 +129,8 @@ pub(crate) struct Shared {
     /// For the redis-rs integration: per task, initial subscriptions that
     /// yielded one token and were dropped (see `redis_auth`).
     one_shots: Mutex<HashMap<Option<tokio::task::Id>, u32>>,
+    /// Tokens handed to redis-rs for re-authentication.
+    reauth_tokens: AtomicU64,
 }
 
 #[derive(Default)]
@@ -406,6 +409,14 @@ impl Shared {
             one_shots.clear();
         }
         *one_shots.entry(task).or_insert(0) += 1;
+    }
+
+    pub(crate) fn count_reauth_token(&self) {
+        self.reauth_tokens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn reauth_tokens(&self) -> u64 {
+        self.reauth_tokens.load(Ordering::Relaxed)
     }
 
     pub(crate) fn take_one_shot(&self, task: Option<tokio::task::Id>) -> bool {

@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod markers;
+pub mod pools;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

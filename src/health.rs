@@ -1,0 +1,224 @@
+//! The health report: what a `/health` endpoint shows about the pool, the
+//! token and the server. Serializable; holds no secret.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use redis::Value;
+use serde::{Serialize, Serializer};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::clock::monotonic_now;
+use crate::error::display_chain;
+use crate::manager::{AuthSource, Transport};
+use crate::pool::Pool;
+
+/// A snapshot of a [`Pool`], from [`Pool::health`]. Times are RFC 3339 in
+/// the serialized form.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct Health {
+    /// Whether a `PING` through the pool succeeded (and, with IAM, the
+    /// refresher holds a token and its last cycle succeeded).
+    pub ok: bool,
+    /// `none`, `password` or `iam`.
+    pub auth_mode: &'static str,
+    /// `standalone` or `cluster`.
+    pub mode: &'static str,
+    /// `host:port`.
+    pub endpoint: String,
+    /// Round trip of the `PING`, in microseconds.
+    pub ping_latency_us: Option<u64>,
+    /// The server's version (`valkey_version`, else `redis_version`, from
+    /// `INFO server`).
+    pub server_version: Option<String>,
+    /// Why the `PING` failed, if it did.
+    pub error: Option<String>,
+    /// Connections.
+    pub pool: PoolHealth,
+    /// The IAM token; `None` without IAM.
+    pub token: Option<TokenHealth>,
+    /// Counts since the pool started.
+    pub counts: Counts,
+    /// The last failed connection attempt, kept after recoveries for the
+    /// record.
+    pub last_connect_error: Option<String>,
+}
+
+/// The pool's connections.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct PoolHealth {
+    /// Open connections.
+    pub connections: u32,
+    /// Of which idle in the pool.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max_size: u32,
+}
+
+/// The IAM token's state.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct TokenHealth {
+    /// When the current token was signed.
+    #[serde(serialize_with = "rfc3339")]
+    pub signed_at: Option<SystemTime>,
+    /// The end of its usable life.
+    #[serde(serialize_with = "rfc3339")]
+    pub usable_until: Option<SystemTime>,
+    /// Tokens signed so far.
+    pub rotations: u64,
+    /// Failed signing cycles since the last success (0 when healthy).
+    pub consecutive_failures: u32,
+    /// The last signing failure, with its causes.
+    pub last_refresh_error: Option<String>,
+}
+
+/// Counts since the pool started.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct Counts {
+    /// Connections opened.
+    pub connections_opened: u64,
+    /// Failed connection attempts.
+    pub connect_failures: u64,
+    /// Successful re-authentications. In cluster mode: tokens handed to
+    /// redis-rs for re-authentication.
+    pub reauths: u64,
+    /// Re-authentications refused or throttled (retried later).
+    pub reauth_failures: u64,
+    /// Connections replaced at their deadline.
+    pub recycles: u64,
+    /// Connections found closed by the server or the network.
+    pub closed_by_server: u64,
+}
+
+pub(crate) async fn report(pool: &Pool) -> Health {
+    let shared = &pool.manager.shared;
+    let counters = &shared.counters;
+    let state = pool.inner.state();
+    let token = match &shared.auth {
+        AuthSource::Iam { refresher, .. } => {
+            let status = refresher.status();
+            Some(TokenHealth {
+                signed_at: status.signed_at,
+                usable_until: status.usable_until,
+                rotations: status.rotations,
+                consecutive_failures: status.consecutive_failures,
+                last_refresh_error: status.last_error,
+            })
+        }
+        _ => None,
+    };
+    let cluster_reauths = match (&shared.auth, &shared.transport) {
+        (AuthSource::Iam { refresher, .. }, Transport::Cluster(_)) => {
+            refresher.shared().reauth_tokens()
+        }
+        _ => 0,
+    };
+    let (ping_latency_us, server_version, error) = match ping(pool).await {
+        Ok((latency, version)) => (Some(latency.as_micros() as u64), version, None),
+        Err(err) => (None, None, Some(err)),
+    };
+    let token_ok = token
+        .as_ref()
+        .is_none_or(|t| t.signed_at.is_some() && t.consecutive_failures == 0);
+    Health {
+        ok: error.is_none() && token_ok,
+        auth_mode: shared.auth.mode(),
+        mode: if pool.is_cluster() {
+            "cluster"
+        } else {
+            "standalone"
+        },
+        endpoint: shared.endpoint.clone(),
+        ping_latency_us,
+        server_version,
+        error,
+        pool: PoolHealth {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max_size: pool.inner.config().max_size,
+        },
+        token,
+        counts: Counts {
+            connections_opened: counters.connects.load(Ordering::Relaxed),
+            connect_failures: counters.connect_failures.load(Ordering::Relaxed),
+            reauths: counters.reauths.load(Ordering::Relaxed) + cluster_reauths,
+            reauth_failures: counters.reauth_failures.load(Ordering::Relaxed),
+            recycles: counters.recycles.load(Ordering::Relaxed),
+            closed_by_server: counters.closed_by_server.load(Ordering::Relaxed),
+        },
+        last_connect_error: shared.last_failure().map(|e| display_chain(&e)),
+    }
+}
+
+/// `PING` (timed) and `INFO server` on a pooled connection.
+async fn ping(pool: &Pool) -> Result<(Duration, Option<String>), String> {
+    let mut conn = pool.get().await.map_err(|e| display_chain(&e))?;
+    let started = monotonic_now();
+    redis::cmd("PING")
+        .query_async::<()>(&mut *conn)
+        .await
+        .map_err(|e| format!("PING failed: {e}"))?;
+    let latency = monotonic_now() - started;
+    let info: Option<Value> = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut *conn)
+        .await
+        .ok();
+    Ok((latency, info.as_ref().and_then(version)))
+}
+
+/// The version line of an `INFO server` reply; in cluster mode the reply is
+/// one text per node.
+fn version(info: &Value) -> Option<String> {
+    match info {
+        Value::BulkString(bytes) => version_in(&String::from_utf8_lossy(bytes)),
+        Value::VerbatimString { text, .. } | Value::SimpleString(text) => version_in(text),
+        Value::Map(pairs) => pairs.iter().find_map(|(_, v)| version(v)),
+        Value::Array(items) => items.iter().find_map(version),
+        _ => None,
+    }
+}
+
+fn version_in(text: &str) -> Option<String> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+    match (field("valkey_version:"), field("redis_version:")) {
+        (Some(v), _) => Some(format!("valkey {v}")),
+        (None, Some(v)) => Some(format!("redis {v}")),
+        (None, None) => None,
+    }
+}
+
+fn rfc3339<S: Serializer>(at: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match at.map(|t| OffsetDateTime::from(t).format(&Rfc3339)) {
+        Some(Ok(text)) => s.serialize_some(&text),
+        _ => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_comes_from_info() {
+        let valkey = "# Server\r\nredis_version:7.2.4\r\nvalkey_version:9.0.0\r\n";
+        assert_eq!(version_in(valkey).as_deref(), Some("valkey 9.0.0"));
+        let redis = "# Server\r\nredis_version:7.0.15\r\n";
+        assert_eq!(version_in(redis).as_deref(), Some("redis 7.0.15"));
+        let per_node = Value::Map(vec![(
+            Value::SimpleString("127.0.0.1:6379".into()),
+            Value::BulkString(redis.as_bytes().to_vec()),
+        )]);
+        assert_eq!(version(&per_node).as_deref(), Some("redis 7.0.15"));
+        assert_eq!(version_in("# Server\r\n"), None);
+    }
+}

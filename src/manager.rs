@@ -1,0 +1,539 @@
+//! The bb8 connection manager: opens authenticated connections, re-authenticates
+//! them at checkout when due, and reports the broken and the expired.
+//!
+//! * **connect**: TCP, TLS, then `HELLO 3 AUTH <user> <token>` (`AUTH` on
+//!   servers without `HELLO`) with the refresher's current token, so one IAM
+//!   authentication per new standalone connection. Cluster mode uses redis-rs's
+//!   cluster client with the refresher as its credentials provider.
+//! * **is_valid** (checkout): closed or past its deadline is an error (bb8
+//!   drops it and tries another); past its re-auth point, `AUTH` with the
+//!   current token. A throttled or refused re-authentication keeps the
+//!   connection serving and is retried later with backoff; the deadline is the
+//!   safety net.
+//! * **has_broken** (check-in): closed, or past its deadline.
+//!
+//! Connection attempts go through a [`Gate`]: a bounded number at a time, and
+//! after a failure the next one waits a jittered, growing delay, so a fleet
+//! whose connections all dropped does not storm the server or IAM.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClient;
+use redis::{AsyncConnectionConfig, ProtocolVersion, RedisConnectionInfo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, SemaphorePermit, watch};
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use crate::clock::monotonic_now;
+use crate::config::{ConnectionConfig, IamAuth};
+use crate::connection::{Connection, Inner, Life, Reauth};
+use crate::error::{Error, ErrorKind, display_chain};
+use crate::refresher::TokenRefresher;
+use crate::replies::{self, Meaning};
+use crate::tls::TlsConnector;
+
+/// The [`bb8::ManageConnection`] behind [`Pool`](crate::Pool). Build it
+/// through [`Pool::builder`](crate::Pool::builder).
+#[derive(Clone)]
+pub struct Manager {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("endpoint", &self.shared.endpoint)
+            .field("auth", &self.shared.auth)
+            .field(
+                "cluster",
+                &matches!(self.shared.transport, Transport::Cluster(_)),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) endpoint: String,
+    pub(crate) config: ConnectionConfig,
+    pub(crate) auth: AuthSource,
+    pub(crate) transport: Transport,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Option<Duration>,
+    gate: Gate,
+    pub(crate) counters: Arc<Counters>,
+    /// The last failed connection attempt; `failing` only until an attempt
+    /// succeeds. `failures` moves on at each failure (for callers waiting in
+    /// `Pool::get`).
+    last_failure: Mutex<Option<Error>>,
+    failing: Mutex<Option<Error>>,
+    pub(crate) failures: watch::Sender<u64>,
+}
+
+/// How connections authenticate, with what they need for it.
+pub(crate) enum AuthSource {
+    None,
+    Password {
+        username: Option<String>,
+        password: Zeroizing<String>,
+    },
+    Iam {
+        refresher: TokenRefresher,
+        iam: IamAuth,
+    },
+}
+
+impl fmt::Debug for AuthSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.mode())
+    }
+}
+
+impl AuthSource {
+    pub(crate) fn mode(&self) -> &'static str {
+        match self {
+            AuthSource::None => "none",
+            AuthSource::Password { .. } => "password",
+            AuthSource::Iam { .. } => "iam",
+        }
+    }
+
+    fn iam(&self) -> Option<&IamAuth> {
+        match self {
+            AuthSource::Iam { iam, .. } => Some(iam),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) enum Transport {
+    Standalone {
+        tls: Option<TlsConnector>,
+        /// Set once a server refused `HELLO`: authenticate with `AUTH`.
+        resp2: AtomicBool,
+    },
+    Cluster(Box<ClusterClient>),
+}
+
+/// Counts for health reports.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) connects: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
+    pub(crate) reauths: AtomicU64,
+    pub(crate) reauth_failures: AtomicU64,
+    pub(crate) recycles: AtomicU64,
+    pub(crate) closed_by_server: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: ConnectionConfig,
+        auth: AuthSource,
+        transport: Transport,
+        connect_timeout: Duration,
+        response_timeout: Option<Duration>,
+        max_concurrent_connects: usize,
+    ) -> Self {
+        Self {
+            endpoint: format!("{}:{}", config.host, config.port),
+            config,
+            auth,
+            transport,
+            connect_timeout,
+            response_timeout,
+            gate: Gate::new(max_concurrent_connects),
+            counters: Arc::default(),
+            last_failure: Mutex::new(None),
+            failing: Mutex::new(None),
+            failures: watch::channel(0).0,
+        }
+    }
+
+    pub(crate) fn last_failure(&self) -> Option<Error> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The failure of the last attempt, unless one succeeded since.
+    pub(crate) fn failing(&self) -> Option<Error> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn record_failure(&self, err: &Error) {
+        bump(&self.counters.connect_failures);
+        *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.clone());
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.clone());
+        self.failures.send_modify(|generation| *generation += 1);
+    }
+
+    fn record_success(&self) {
+        bump(&self.counters.connects);
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// One connection attempt, through the gate.
+    async fn connect(&self) -> Result<Connection, Error> {
+        let _permit = self.gate.enter().await;
+        let attempt = tokio::time::timeout(self.connect_timeout, self.open());
+        let result = match attempt.await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "connecting to {} timed out after {:?}: check the endpoint, port and \
+                     network path (security groups)",
+                    self.endpoint, self.connect_timeout
+                ),
+            )),
+        };
+        match &result {
+            Ok(_) => {
+                self.gate.succeeded();
+                self.record_success();
+                tracing::debug!(endpoint = %self.endpoint, "connection opened");
+            }
+            Err(err) => {
+                self.gate.failed();
+                self.record_failure(err);
+                tracing::warn!(endpoint = %self.endpoint, error = %display_chain(err), "connection attempt failed");
+                if err.kind() == ErrorKind::AuthenticationRefused
+                    && let AuthSource::Iam { refresher, .. } = &self.auth
+                {
+                    // The next attempt uses a newly signed token; bursts of
+                    // refusals share one signing.
+                    let _ = refresher.refresh_now().await;
+                }
+            }
+        }
+        result
+    }
+
+    async fn open(&self) -> Result<Connection, Error> {
+        let lifecycle = &self.config.lifecycle;
+        match &self.transport {
+            Transport::Cluster(client) => {
+                let inner = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| replies::to_error(e, self.auth.iam(), &self.endpoint))?;
+                Ok(Connection {
+                    inner: Inner::Cluster(inner),
+                    life: Arc::new(Life::new(lifecycle)),
+                    reauth: Reauth::new(lifecycle),
+                })
+            }
+            Transport::Standalone { tls, resp2 } => {
+                let protocol = if resp2.load(Ordering::Relaxed) {
+                    ProtocolVersion::RESP2
+                } else {
+                    ProtocolVersion::RESP3
+                };
+                match self.open_standalone(tls.as_ref(), protocol).await {
+                    Err(Refusal::NoHello) => {
+                        tracing::info!(endpoint = %self.endpoint, "server has no HELLO; authenticating with AUTH");
+                        resp2.store(true, Ordering::Relaxed);
+                        self.open_standalone(tls.as_ref(), ProtocolVersion::RESP2)
+                            .await
+                            .map_err(Refusal::into_error)
+                    }
+                    other => other.map_err(Refusal::into_error),
+                }
+            }
+        }
+    }
+
+    async fn open_standalone(
+        &self,
+        tls: Option<&TlsConnector>,
+        protocol: ProtocolVersion,
+    ) -> Result<Connection, Refusal> {
+        let host = self.config.host.as_str();
+        let tcp = TcpStream::connect((host, self.config.port))
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "cannot reach {}: check the endpoint, port and network path \
+                         (security groups, VPC)",
+                        self.endpoint
+                    ),
+                )
+                .with_source(e)
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let mut info = RedisConnectionInfo::default()
+            .set_db(self.config.db)
+            .set_protocol(protocol);
+        match &self.auth {
+            AuthSource::None => {}
+            AuthSource::Password { username, password } => {
+                if let Some(username) = username {
+                    info = info.set_username(username);
+                }
+                info = info.set_password(password.as_str());
+            }
+            AuthSource::Iam { refresher, iam } => {
+                let token = refresher.token().await?;
+                info = info
+                    .set_username(iam.user_id.as_str())
+                    .set_password(token.expose_secret());
+            }
+        }
+        match tls {
+            Some(tls) => {
+                let stream = tls.connect(host, tcp).await?;
+                self.handshake(&info, stream).await
+            }
+            None => self.handshake(&info, tcp).await,
+        }
+    }
+
+    /// Authenticates over `stream` and spawns the task that drives it.
+    async fn handshake<S>(
+        &self,
+        info: &RedisConnectionInfo,
+        stream: S,
+    ) -> Result<Connection, Refusal>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(None)
+            .set_response_timeout(self.response_timeout);
+        let (inner, driver) = MultiplexedConnection::new_with_config(info, stream, config)
+            .await
+            .map_err(|e| {
+                if info.protocol() == ProtocolVersion::RESP3
+                    && replies::meaning(&e) == Meaning::NoHello
+                {
+                    Refusal::NoHello
+                } else {
+                    Refusal::Failed(replies::to_error(e, self.auth.iam(), &self.endpoint))
+                }
+            })?;
+        let lifecycle = &self.config.lifecycle;
+        let life = Arc::new(Life::new(lifecycle));
+        let task_life = Arc::clone(&life);
+        let counters = Arc::clone(&self.counters);
+        tokio::spawn(async move {
+            task_life.drive(driver, || bump(&counters.recycles)).await;
+        });
+        Ok(Connection {
+            inner: Inner::Standalone(inner),
+            life,
+            reauth: Reauth::new(lifecycle),
+        })
+    }
+}
+
+/// A failed standalone attempt: the server lacks `HELLO` (try `AUTH`), or an error.
+enum Refusal {
+    NoHello,
+    Failed(Error),
+}
+
+impl From<Error> for Refusal {
+    fn from(err: Error) -> Self {
+        Refusal::Failed(err)
+    }
+}
+
+impl Refusal {
+    fn into_error(self) -> Error {
+        match self {
+            Refusal::Failed(err) => err,
+            Refusal::NoHello => Error::new(
+                ErrorKind::Io,
+                "the server refused both HELLO and AUTH-based set-up",
+            ),
+        }
+    }
+}
+
+impl Manager {
+    pub(crate) fn new(shared: Shared) -> Self {
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Re-authenticates `conn` with the current token, if it is a standalone
+    /// IAM connection and past its re-auth point.
+    async fn reauthenticate(&self, conn: &mut Connection) -> Result<(), Error> {
+        let AuthSource::Iam { refresher, iam } = &self.shared.auth else {
+            return Ok(());
+        };
+        let Inner::Standalone(inner) = &mut conn.inner else {
+            // redis-rs re-authenticates cluster connections itself, through
+            // the refresher's credentials stream.
+            return Ok(());
+        };
+        if !conn.reauth.is_due() {
+            return Ok(());
+        }
+        let counters = &self.shared.counters;
+        let token = match refresher.token().await {
+            Ok(token) => token,
+            Err(err) => {
+                bump(&counters.reauth_failures);
+                let retry = conn.reauth.failed();
+                tracing::warn!(error = %display_chain(&err), ?retry, "no token for re-authentication; the connection keeps serving");
+                return Ok(());
+            }
+        };
+        let reply: redis::RedisResult<()> = redis::cmd("AUTH")
+            .arg(iam.user_id.as_str())
+            .arg(token.expose_secret())
+            .query_async(inner)
+            .await;
+        match reply {
+            Ok(()) => {
+                bump(&counters.reauths);
+                conn.life.authenticated();
+                conn.reauth = Reauth::new(&self.shared.config.lifecycle);
+                tracing::debug!(endpoint = %self.shared.endpoint, "connection re-authenticated");
+                Ok(())
+            }
+            Err(err) => match replies::meaning(&err) {
+                meaning @ (Meaning::Throttled | Meaning::Refused) => {
+                    bump(&counters.reauth_failures);
+                    let retry = conn.reauth.failed();
+                    let err = replies::to_error(err, Some(iam), &self.shared.endpoint);
+                    tracing::warn!(error = %display_chain(&err), ?retry, "re-authentication failed; the connection keeps serving until its deadline");
+                    if meaning == Meaning::Refused {
+                        let _ = refresher.refresh_now().await;
+                    }
+                    Ok(())
+                }
+                _ => Err(replies::to_error(err, Some(iam), &self.shared.endpoint)),
+            },
+        }
+    }
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = Error;
+
+    async fn connect(&self) -> Result<Connection, Error> {
+        self.shared.connect().await
+    }
+
+    async fn is_valid(&self, conn: &mut Connection) -> Result<(), Error> {
+        if !conn.life.check_out() {
+            // Closed at its deadline by its driver (counted there), or by
+            // the server.
+            if !conn.life.is_expired() {
+                bump(&self.shared.counters.closed_by_server);
+            }
+            return Err(Error::new(
+                ErrorKind::Io,
+                "the connection was closed (by the server, or at its deadline)",
+            ));
+        }
+        if conn.life.is_expired() {
+            conn.life.close();
+            bump(&self.shared.counters.recycles);
+            return Err(Error::new(
+                ErrorKind::Io,
+                "the connection reached its deadline and is replaced",
+            ));
+        }
+        self.reauthenticate(conn).await
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        if conn.life.is_closed() {
+            if !conn.life.is_expired() {
+                bump(&self.shared.counters.closed_by_server);
+            }
+            return true;
+        }
+        if conn.life.is_expired() {
+            conn.life.close();
+            bump(&self.shared.counters.recycles);
+            return true;
+        }
+        conn.life.check_in();
+        false
+    }
+}
+
+/// Bounds connection attempts: at most `n` at a time, and after a failure
+/// the next attempt waits a jittered delay that grows with each consecutive
+/// failure (200-400 ms, 400-800 ms, ... up to 10-20 s).
+struct Gate {
+    permits: Semaphore,
+    backoff: Mutex<Backoff>,
+}
+
+#[derive(Default)]
+struct Backoff {
+    delays: Option<ExponentialBackoff>,
+    not_before: Option<Instant>,
+}
+
+impl Gate {
+    fn new(max_concurrent: usize) -> Self {
+        Self {
+            permits: Semaphore::new(max_concurrent),
+            backoff: Mutex::new(Backoff::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Backoff> {
+        self.backoff.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn enter(&self) -> SemaphorePermit<'_> {
+        let permit = match self.permits.acquire().await {
+            Ok(permit) => permit,
+            Err(_) => unreachable!("the gate's semaphore is never closed"),
+        };
+        loop {
+            let not_before = self.lock().not_before;
+            match not_before {
+                Some(at) if at > monotonic_now() => tokio::time::sleep_until(at).await,
+                _ => return permit,
+            }
+        }
+    }
+
+    fn failed(&self) {
+        let mut backoff = self.lock();
+        let delay = backoff
+            .delays
+            .get_or_insert_with(|| {
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(10))
+                    .with_jitter()
+                    .without_max_times()
+                    .build()
+            })
+            .next()
+            .unwrap_or(Duration::from_secs(10));
+        backoff.not_before = Some(monotonic_now() + delay);
+    }
+
+    fn succeeded(&self) {
+        *self.lock() = Backoff::default();
+    }
+}

@@ -1,0 +1,203 @@
+//! TLS for pooled connections: one rustls client configuration per pool, made
+//! once from [`TlsOptions`] (trusted roots, client certificate, minimum
+//! version), then a handshake per connection with SNI and hostname
+//! verification always on.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use redis::{ClientTlsConfig, TlsCertificates};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::config::{TlsOptions, TlsVersion};
+use crate::error::{Error, ErrorKind};
+
+/// A TLS client configuration, ready for handshakes.
+#[derive(Clone)]
+pub(crate) struct TlsConnector {
+    inner: tokio_rustls::TlsConnector,
+}
+
+impl fmt::Debug for TlsConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConnector").finish_non_exhaustive()
+    }
+}
+
+impl TlsConnector {
+    /// Loads the roots (the CA file, else the system's) and the client
+    /// certificate, and fixes the protocol versions.
+    pub(crate) fn new(options: &TlsOptions) -> Result<Self, Error> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let versions: &[&rustls::SupportedProtocolVersion] = match options.min_version {
+            TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            TlsVersion::Tls13 => &[&rustls::version::TLS13],
+        };
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .map_err(|e| Error::new(ErrorKind::Tls, "unusable TLS settings").with_source(e))?
+            .with_root_certificates(roots(options)?);
+        let config = match (&options.client_cert, &options.client_key) {
+            (Some(cert), Some(key)) => builder
+                .with_client_auth_cert(read_certs(cert, "client_cert")?, read_key(key)?)
+                .map_err(|e| {
+                    Error::config(
+                        "client_cert",
+                        format!(
+                            "the client certificate {} does not match its key, or is unusable",
+                            cert.display()
+                        ),
+                    )
+                    .with_source(e)
+                })?,
+            _ => builder.with_no_client_auth(),
+        };
+        Ok(Self {
+            inner: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    /// The handshake over `tcp`, verifying the certificate against `host` (a
+    /// DNS name, or an IP address that the certificate must list).
+    pub(crate) async fn connect(
+        &self,
+        host: &str,
+        tcp: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, Error> {
+        let name = ServerName::try_from(host.to_owned()).map_err(|e| {
+            Error::config(
+                "host",
+                format!("{host:?} is not a DNS name or IP address usable for TLS"),
+            )
+            .with_source(e)
+        })?;
+        self.inner.connect(name, tcp).await.map_err(|e| {
+            let kind = if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+                ErrorKind::Tls
+            } else {
+                ErrorKind::Io
+            };
+            Error::new(
+                kind,
+                format!(
+                    "TLS handshake with {host} failed: check that the endpoint uses TLS \
+                     (in-transit encryption), that its certificate is trusted (REDIS_SSL_CA_CERTS) \
+                     and issued for this host name"
+                ),
+            )
+            .with_source(e)
+        })
+    }
+}
+
+/// The same settings in redis-rs's form, for its cluster client. redis-rs
+/// offers TLS 1.2 and 1.3, so a TLS 1.3 minimum cannot be honoured there and
+/// is refused rather than silently weakened.
+pub(crate) fn redis_certificates(options: &TlsOptions) -> Result<TlsCertificates, Error> {
+    if options.min_version == TlsVersion::Tls13 {
+        return Err(Error::config(
+            "min_tls_version",
+            "a TLS 1.3 minimum is not supported in cluster mode (redis-rs's cluster client \
+             offers TLS 1.2 and 1.3 and uses 1.3 with any server that has it): remove the \
+             minimum, or connect in standalone mode",
+        ));
+    }
+    // Parse once here so that bad files fail at build time, naming the file.
+    TlsConnector::new(options)?;
+    let read = |path: &Path, parameter: &'static str| {
+        std::fs::read(path).map_err(|e| unreadable(path, parameter, e))
+    };
+    let client_tls = match (&options.client_cert, &options.client_key) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read(cert, "client_cert")?,
+            client_key: read(key, "client_key")?,
+        }),
+        _ => None,
+    };
+    let root_cert = match &options.ca_file {
+        Some(path) => Some(read(path, "ca_file")?),
+        None => None,
+    };
+    Ok(TlsCertificates {
+        client_tls,
+        root_cert,
+    })
+}
+
+fn roots(options: &TlsOptions) -> Result<RootCertStore, Error> {
+    let mut store = RootCertStore::empty();
+    match &options.ca_file {
+        Some(path) => {
+            for cert in read_certs(path, "ca_file")? {
+                store.add(cert).map_err(|e| {
+                    Error::config(
+                        "ca_file",
+                        format!(
+                            "{} holds a certificate that is not a usable CA",
+                            path.display()
+                        ),
+                    )
+                    .with_source(e)
+                })?;
+            }
+        }
+        None => {
+            let loaded = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = store.add_parsable_certificates(loaded.certs);
+            if added == 0 {
+                let mut err = Error::new(
+                    ErrorKind::Tls,
+                    "no trusted root certificates found on this system: install the CA \
+                     certificates package, or set REDIS_SSL_CA_CERTS",
+                );
+                if let Some(cause) = loaded.errors.into_iter().next() {
+                    err = err.with_source(cause);
+                }
+                return Err(err);
+            }
+        }
+    }
+    Ok(store)
+}
+
+fn read_certs(path: &Path, parameter: &'static str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let bytes = std::fs::read(path).map_err(|e| unreadable(path, parameter, e))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            Error::config(
+                parameter,
+                format!("{} is not a PEM certificate file", path.display()),
+            )
+            .with_source(e)
+        })?;
+    if certs.is_empty() {
+        return Err(Error::config(
+            parameter,
+            format!("{} holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
+    let bytes = std::fs::read(path).map_err(|e| unreadable(path, "client_key", e))?;
+    // The key's bytes are never quoted: the parser's error says only what
+    // kind of problem it found.
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
+        Error::config(
+            "client_key",
+            format!("{} holds no PEM private key", path.display()),
+        )
+        .with_source(e)
+    })
+}
+
+fn unreadable(path: &Path, parameter: &'static str, err: std::io::Error) -> Error {
+    Error::config(parameter, format!("cannot read {}", path.display())).with_source(err)
+}
