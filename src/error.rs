@@ -110,8 +110,10 @@ impl Error {
     /// For configuration errors, the parameter that was missing or invalid
     /// (`serverless_cache_name`, `replication_group_id`, `memorydb_cluster_name`,
     /// `target`, `user_id`, `region`, `rotation_interval`, `reauth_after`,
-    /// `credentials_provider`, `runtime`), or the environment variable
-    /// (`ELASTICACHE_TOKEN_REFRESH_INTERVAL`, `ELASTICACHE_REAUTH_AFTER`).
+    /// `credentials_provider`, `runtime`, `host`, `tls`, `password`, `ca_file`,
+    /// `client_cert`, `client_key`, `min_tls_version`, `db`, `max_size`, ...),
+    /// or the environment variable it came from (`REDIS_URL`, `AWS_REGION`,
+    /// `ELASTICACHE_TOKEN_REFRESH_INTERVAL`, ...).
     pub fn parameter(&self) -> Option<&'static str> {
         self.parameter
     }

@@ -22,6 +22,12 @@
 //! | `clock` | the two clocks: wall time (an injected `TimeSource`) and tokio's scheduling time |
 //! | `config` | [`ConnectionConfig`]: endpoint, [`Auth`] (none, password, IAM), [`TlsOptions`], [`Lifecycle`]; from a URL, a builder or the environment |
 //! | `env` | values from environment variables |
+//! | `tls` | one rustls client configuration per pool (roots, client certificate, minimum version); handshakes with SNI and hostname verification |
+//! | `replies` | what the server's error replies mean: refused (with the checklist), throttled, no `HELLO`, I/O |
+//! | `connection` | [`Connection`]: a pooled redis-rs connection with its re-auth point and deadline; the task that drives it and closes it at its deadline when idle |
+//! | `manager` | [`Manager`], the `bb8::ManageConnection`: connect and authenticate once, re-authenticate at checkout, report broken and expired connections, pace connection attempts |
+//! | `pool` | [`Pool`] and [`PoolBuilder`]: the bb8 pool, its defaults, `get` with precise errors |
+//! | `health` | [`Health`]: pool, token and server state for `/health` endpoints |
 //! | `error` | [`Error`], one opaque type with an [`ErrorKind`] and the parameter at fault |
 //! | `test_util` | (feature `test-util`) a wall clock following tokio's paused clock, a scripted credentials provider |
 //!
@@ -35,8 +41,10 @@
 //!   TokenRefresher current token in memory; background rotation; single-flight
 //!         |
 //!         v
-//!   connections    AUTH <user_id> <token>; re-AUTH before the 12-hour cut
-//!                  (redis-rs through StreamingCredentialsProvider)
+//!   Manager        connect: TCP + TLS + HELLO 3 AUTH <user_id> <token> (once)
+//!         |        checkout: re-AUTH when due; deadline -> replaced
+//!         v        (cluster mode: redis-rs with the refresher as credentials provider)
+//!   bb8 Pool  -->  service code;  Pool::health() reports pool, token and server
 //! ```
 //!
 //! The binary `elasticache-iam-token` prints a token for `valkey-cli` /
@@ -69,8 +77,29 @@
 //! # Ok::<(), elasticache_iam::Error>(())
 //! ```
 //!
-//! In a service, let a [`TokenRefresher`] keep the token fresh, and hand it to
-//! redis-rs as the connection's credentials provider:
+//! In a service, use the [`Pool`]: connections authenticated with the
+//! refresher's current token, re-authenticated before the 12-hour cut and
+//! replaced before it as a safety net:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use elasticache_iam::{ConnectionConfig, Pool};
+//! use redis::AsyncCommands;
+//!
+//! let config = ConnectionConfig::builder()
+//!     .url("rediss://my-cache-abc123.serverless.use1.cache.amazonaws.com:6379")
+//!     .iam_serverless_cache("my-cache")
+//!     .user_id("iam-user-01")
+//!     .region("us-east-1")
+//!     .build()?; // or ConnectionConfig::from_env()
+//! let pool = Pool::builder(config).build().await?;
+//! let mut conn = pool.get().await?;
+//! let () = conn.set_ex("greeting", "hello", 60).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! With redis-rs's own clients, hand a [`TokenRefresher`] to redis-rs as the
+//! connection's credentials provider:
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {

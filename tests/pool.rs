@@ -222,3 +222,59 @@ async fn password_and_plain_pools_work_too() {
     assert_eq!(err.kind(), ErrorKind::AuthenticationRefused, "{err:?}");
     assert!(err.to_string().contains("password"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_debug_output_hold_no_secret() {
+    use elasticache_localstack::{KnownCredentials, STATIC_PRINCIPAL};
+    use support::markers::{
+        SECRET_MARKER, SESSION_MARKER, assert_clean, forbidden, marker_credentials,
+    };
+
+    let stack = start(StackConfig::replication_group("rg-marker-01")).await;
+    let expiry = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_800); // 2100
+    stack.registry().insert(KnownCredentials {
+        access_key_id: "ASIAMARKERKEYEXAMPLE".to_owned(),
+        secret_access_key: SECRET_MARKER.to_owned(),
+        session_token: Some(SESSION_MARKER.to_owned()),
+        expires: Some(expiry),
+        principal: STATIC_PRINCIPAL.to_owned(),
+    });
+    let config = iam_config(&stack).build().unwrap();
+    let pool = Pool::builder(config)
+        .credentials_provider(marker_credentials(Some(expiry)))
+        .build()
+        .await
+        .unwrap();
+    let token = pool.refresher().unwrap().token().await.unwrap();
+    let forbidden = forbidden(token.expose_secret());
+
+    let mut conn = pool.get().await.unwrap();
+    let () = conn.set("marker", "ok").await.unwrap();
+    assert_clean("Debug of a connection", &format!("{conn:?}"), &forbidden);
+    drop(conn);
+    let health = pool.health().await;
+    assert!(health.ok, "{health:?}");
+    assert_clean(
+        "serialized health",
+        &serde_json::to_string(&health).unwrap(),
+        &forbidden,
+    );
+    assert_clean("Debug of health", &format!("{health:?}"), &forbidden);
+    assert_clean("Debug of the pool", &format!("{pool:?}"), &forbidden);
+
+    // Refused: the error and the health report that records it.
+    stack.faults().reject_next_auths(u64::MAX);
+    stack.drop_all_connections();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = pool.get().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AuthenticationRefused);
+    assert_clean("refused error", &format!("{err} {err:?}"), &forbidden);
+    let health = pool.health().await;
+    assert!(!health.ok);
+    assert!(health.last_connect_error.is_some());
+    assert_clean(
+        "health after a refusal",
+        &serde_json::to_string(&health).unwrap(),
+        &forbidden,
+    );
+}
