@@ -278,3 +278,64 @@ async fn health_and_debug_output_hold_no_secret() {
         &forbidden,
     );
 }
+
+/// A server from before `HELLO` (Redis 5): the pool falls back to `AUTH` and
+/// remembers it. A minimal RESP server on a thread, recording each command's
+/// name (and the AUTH arguments), plays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_without_hello_are_authenticated_with_auth() {
+    use std::io::{BufReader, Write};
+    use std::sync::{Arc, Mutex};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut parser = redis::Parser::new();
+                while let Ok(redis::Value::Array(args)) = parser.parse_value(&mut reader) {
+                    let args: Vec<String> = args
+                        .iter()
+                        .map(|a| match a {
+                            redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                            other => format!("{other:?}"),
+                        })
+                        .collect();
+                    let name = args[0].to_ascii_uppercase();
+                    let reply: &[u8] = match name.as_str() {
+                        "HELLO" => b"-ERR unknown command 'HELLO', with args beginning with: \r\n",
+                        "AUTH" if args[1..] == ["app", "app-password"] => b"+OK\r\n",
+                        "AUTH" => b"-WRONGPASS invalid username-password pair\r\n",
+                        "PING" => b"+PONG\r\n",
+                        _ => b"+OK\r\n",
+                    };
+                    let entry = if name == "AUTH" { args.join(" ") } else { name };
+                    log.lock().unwrap().push(entry);
+                    if writer.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+
+    let url = format!("redis://app:app-password@127.0.0.1:{port}");
+    let config = elasticache_iam::ConnectionConfig::from_url(&url).unwrap();
+    let pool = Pool::builder(config).max_size(2).build().await.unwrap();
+    let mut a = pool.get().await.unwrap();
+    let mut b = pool.get().await.unwrap();
+    for conn in [&mut a, &mut b] {
+        let pong: String = redis::cmd("PING").query_async(&mut **conn).await.unwrap();
+        assert_eq!(pong, "PONG");
+    }
+    let seen = seen.lock().unwrap().clone();
+    let count = |what: &str| seen.iter().filter(|s| s.as_str() == what).count();
+    assert_eq!(count("HELLO"), 1, "tried once, then remembered: {seen:?}");
+    assert_eq!(count("AUTH app app-password"), 2, "{seen:?}");
+}
