@@ -59,6 +59,13 @@ impl fmt::Debug for Connection {
     }
 }
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Before the redis-rs handle drops and its driver ends.
+        self.life.close();
+    }
+}
+
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.inner {
@@ -159,8 +166,10 @@ impl Life {
             .compare_exchange(IN_USE, IDLE, Ordering::AcqRel, Ordering::Acquire);
     }
 
-    pub(crate) fn close(&self) {
-        self.state.store(CLOSED, Ordering::Release);
+    /// Marks it closed; true if it was not already, so that whoever closes
+    /// it counts it, once.
+    pub(crate) fn close(&self) -> bool {
+        self.state.swap(CLOSED, Ordering::AcqRel) != CLOSED
     }
 
     /// The driver's side: close an idle connection; false if it is in use.
@@ -172,12 +181,14 @@ impl Life {
     }
 
     /// Drives a standalone connection (redis-rs's `driver` future) until the
-    /// server closes it, its handles are dropped, or it reaches its deadline
-    /// while idle. `on_idle_expiry` runs when it is closed for its deadline.
+    /// server closes it, its handle is dropped, or it reaches its deadline
+    /// while idle. `on_idle_expiry` runs when it is closed for its deadline,
+    /// `on_lost` when the server or the network closed it.
     pub(crate) async fn drive(
         &self,
         driver: impl Future<Output = ()>,
         on_idle_expiry: impl FnOnce(),
+        on_lost: impl FnOnce(),
     ) {
         let mut driver = std::pin::pin!(driver);
         loop {
@@ -201,7 +212,11 @@ impl Life {
                 () = self.moved.notified() => {}
             }
         }
-        self.close();
+        // A connection dropped by the pool was marked closed first (see
+        // `Drop for Connection`); otherwise the server or the network ended it.
+        if self.close() {
+            on_lost();
+        }
     }
 }
 

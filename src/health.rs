@@ -155,9 +155,15 @@ pub(crate) async fn report(pool: &Pool) -> Health {
     }
 }
 
+/// How long a health check waits for a pooled connection.
+const HEALTH_WAIT: Duration = Duration::from_secs(5);
+
 /// `PING` (timed) and `INFO server` on a pooled connection.
 async fn ping(pool: &Pool) -> Result<(Duration, Option<String>), String> {
-    let mut conn = pool.get().await.map_err(|e| display_chain(&e))?;
+    let mut conn = tokio::time::timeout(HEALTH_WAIT, pool.get())
+        .await
+        .map_err(|_| format!("no connection became free within {HEALTH_WAIT:?}"))?
+        .map_err(|e| display_chain(&e))?;
     let started = monotonic_now();
     redis::cmd("PING")
         .query_async::<()>(&mut *conn)

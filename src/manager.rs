@@ -189,7 +189,7 @@ impl Shared {
 
     /// One connection attempt, through the gate.
     async fn connect(&self) -> Result<Connection, Error> {
-        let _permit = self.gate.enter().await;
+        let permit = self.gate.enter().await;
         let attempt = tokio::time::timeout(self.connect_timeout, self.open());
         let result = match attempt.await {
             Ok(result) => result,
@@ -202,6 +202,7 @@ impl Shared {
                 ),
             )),
         };
+        drop(permit);
         match &result {
             Ok(_) => {
                 self.gate.succeeded();
@@ -209,9 +210,10 @@ impl Shared {
                 tracing::debug!(endpoint = %self.endpoint, "connection opened");
             }
             Err(err) => {
-                self.gate.failed();
-                self.record_failure(err);
                 tracing::warn!(endpoint = %self.endpoint, error = %display_chain(err), "connection attempt failed");
+                self.gate.failed();
+                // Wakes callers waiting in `Pool::get`: after the log line.
+                self.record_failure(err);
                 if err.kind() == ErrorKind::AuthenticationRefused
                     && let AuthSource::Iam { refresher, .. } = &self.auth
                 {
@@ -333,7 +335,13 @@ impl Shared {
         let task_life = Arc::clone(&life);
         let counters = Arc::clone(&self.counters);
         tokio::spawn(async move {
-            task_life.drive(driver, || bump(&counters.recycles)).await;
+            task_life
+                .drive(
+                    driver,
+                    || bump(&counters.recycles),
+                    || bump(&counters.closed_by_server),
+                )
+                .await;
         });
         Ok(Connection {
             inner: Inner::Standalone(inner),
@@ -438,19 +446,14 @@ impl bb8::ManageConnection for Manager {
 
     async fn is_valid(&self, conn: &mut Connection) -> Result<(), Error> {
         if !conn.life.check_out() {
-            // Closed at its deadline by its driver (counted there), or by
-            // the server.
-            if !conn.life.is_expired() {
-                bump(&self.shared.counters.closed_by_server);
-            }
+            // Counted when it was closed (by the server, or at its deadline).
             return Err(Error::new(
                 ErrorKind::Io,
                 "the connection was closed (by the server, or at its deadline)",
             ));
         }
         if conn.life.is_expired() {
-            conn.life.close();
-            bump(&self.shared.counters.recycles);
+            self.retire(conn);
             return Err(Error::new(
                 ErrorKind::Io,
                 "the connection reached its deadline and is replaced",
@@ -461,18 +464,24 @@ impl bb8::ManageConnection for Manager {
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
         if conn.life.is_closed() {
-            if !conn.life.is_expired() {
-                bump(&self.shared.counters.closed_by_server);
-            }
             return true;
         }
         if conn.life.is_expired() {
-            conn.life.close();
-            bump(&self.shared.counters.recycles);
+            self.retire(conn);
             return true;
         }
         conn.life.check_in();
         false
+    }
+}
+
+impl Manager {
+    /// Closes a connection past its deadline, counting it once.
+    fn retire(&self, conn: &Connection) {
+        if conn.life.close() {
+            bump(&self.shared.counters.recycles);
+            tracing::debug!(endpoint = %self.shared.endpoint, "connection replaced at its deadline");
+        }
     }
 }
 

@@ -131,7 +131,7 @@ impl Pool {
 
     /// The pool's, the token's and the server's state, for a `/health`
     /// endpoint: it runs `PING` and `INFO server` on a pooled
-    /// connection. Contains no secret.
+    /// connection, waiting at most 5 s for one. Contains no secret.
     pub async fn health(&self) -> Health {
         health::report(self).await
     }
@@ -290,7 +290,8 @@ impl PoolBuilder {
 
     /// IAM: use this refresher (shared with other pools or clients) instead
     /// of making one. It must sign for the configuration's target, user id
-    /// and region.
+    /// and region. Its own rotation interval applies, and in cluster mode its
+    /// re-auth time too (redis-rs takes re-auth tokens from it).
     pub fn refresher(mut self, refresher: TokenRefresher) -> Self {
         self.refresher = Some(refresher);
         self

@@ -126,7 +126,12 @@ async fn dropped_connections_fail_only_while_it_happens() {
         .filter(|(at, _)| *at > dropped_at + 2.0)
         .count();
     assert_eq!(after, 0);
-    assert!(health.counts.closed_by_server > 0, "{:?}", health.counts);
+    // Each connection open at the drop is counted once.
+    assert!(
+        (1..=16).contains(&health.counts.closed_by_server),
+        "{:?}",
+        health.counts
+    );
     assert!(report.ok > 500, "{}", report.ok);
     assert!(health.ok, "{health:?}");
 }
