@@ -26,23 +26,3 @@ pub(crate) fn instant_at(wall: &SharedTimeSource, at: SystemTime) -> Instant {
     let delay = at.duration_since(wall.now()).unwrap_or(Duration::ZERO);
     monotonic_now() + delay
 }
-
-/// A time between `low` (a fraction, 0 to 1) and 100 % of `span`, drawn
-/// afresh each call, so that connections made together do not act together.
-pub(crate) fn jittered(span: Duration, low: f64) -> Duration {
-    span.mul_f64(low + (1.0 - low) * fastrand::f64())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_in_its_band() {
-        let span = Duration::from_secs(36_000);
-        for _ in 0..10_000 {
-            let d = jittered(span, 0.9);
-            assert!(d >= Duration::from_secs(32_400) && d <= span, "{d:?}");
-        }
-    }
-}

@@ -17,14 +17,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use backon::ExponentialBackoff;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::clock::{jittered, monotonic_now};
+use crate::backoff::{exponential, jittered};
+use crate::clock::monotonic_now;
 use crate::config::Lifecycle;
 
 /// A connection from the pool: run commands on it as on any redis-rs async
@@ -245,14 +246,7 @@ impl Reauth {
     pub(crate) fn failed(&mut self) -> Duration {
         let delay = self
             .retry
-            .get_or_insert_with(|| {
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_secs(1))
-                    .with_max_delay(Duration::from_secs(60))
-                    .with_jitter()
-                    .without_max_times()
-                    .build()
-            })
+            .get_or_insert_with(|| exponential(Duration::from_secs(1), Duration::from_secs(60)))
             .next()
             .unwrap_or(Duration::from_secs(60));
         self.at = monotonic_now() + delay;

@@ -19,6 +19,7 @@
 //! | `token` | [`AuthToken`]: the bearer secret (redacted `Debug`, no `Display`, zeroized) and its validity window |
 //! | `refresher` | [`TokenRefresher`]: the current token in memory, a background task that rotates it, single-flight signing, backoff, [`RefresherStatus`] |
 //! | `redis_auth` | the refresher as redis-rs's `StreamingCredentialsProvider`: one `AUTH` per new connection, re-authentication on a per-connection schedule |
+//! | `backoff` | per-connection jitter, and the exponential backoff of every retry loop |
 //! | `clock` | the two clocks: wall time (an injected `TimeSource`) and tokio's scheduling time |
 //! | `config` | [`ConnectionConfig`]: endpoint, [`Auth`] (none, password, IAM), [`TlsOptions`], [`Lifecycle`]; from a URL, a builder or the environment |
 //! | `env` | values from environment variables |
@@ -139,6 +140,7 @@
 
 #![forbid(unsafe_code)]
 
+mod backoff;
 mod clock;
 mod config;
 mod connection;

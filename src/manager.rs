@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use backon::ExponentialBackoff;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::{AsyncConnectionConfig, ProtocolVersion, RedisConnectionInfo};
@@ -530,12 +530,7 @@ impl Gate {
         let delay = backoff
             .delays
             .get_or_insert_with(|| {
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(10))
-                    .with_jitter()
-                    .without_max_times()
-                    .build()
+                crate::backoff::exponential(Duration::from_millis(200), Duration::from_secs(10))
             })
             .next()
             .unwrap_or(Duration::from_secs(10));

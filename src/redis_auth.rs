@@ -45,7 +45,7 @@ use futures_util::Stream;
 use redis::auth::{BasicAuth, StreamingCredentialsProvider};
 use redis::{RedisError, RedisResult};
 
-use crate::clock::jittered;
+use crate::backoff::jittered;
 use crate::error::{Error, display_chain};
 use crate::refresher::TokenRefresher;
 

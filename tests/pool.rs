@@ -225,26 +225,12 @@ async fn password_and_plain_pools_work_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_debug_output_hold_no_secret() {
-    use elasticache_localstack::{KnownCredentials, STATIC_PRINCIPAL};
-    use support::markers::{
-        SECRET_MARKER, SESSION_MARKER, assert_clean, forbidden, marker_credentials,
-    };
+    use support::markers::{assert_clean, forbidden};
+    use support::pools::marker_pool;
 
     let stack = start(StackConfig::replication_group("rg-marker-01")).await;
-    let expiry = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_800); // 2100
-    stack.registry().insert(KnownCredentials {
-        access_key_id: "ASIAMARKERKEYEXAMPLE".to_owned(),
-        secret_access_key: SECRET_MARKER.to_owned(),
-        session_token: Some(SESSION_MARKER.to_owned()),
-        expires: Some(expiry),
-        principal: STATIC_PRINCIPAL.to_owned(),
-    });
     let config = iam_config(&stack).build().unwrap();
-    let pool = Pool::builder(config)
-        .credentials_provider(marker_credentials(Some(expiry)))
-        .build()
-        .await
-        .unwrap();
+    let pool = marker_pool(&stack, config).build().await.unwrap();
     let token = pool.refresher().unwrap().token().await.unwrap();
     let forbidden = forbidden(token.expose_secret());
 

@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use elasticache_localstack::StackConfig;
-use support::pools::{SCALED_MAX_AUTH_AGE, iam_config, iam_pool, load, scaled, start, steady};
+use support::pools::{iam_config, iam_pool, load, scaled_stack_and_pool, start, steady};
 
 /// 16 workers for 12 s, then none for 8 s, in 20-second cycles: the quiet
 /// phases leave every connection idle past its deadline and up to the
@@ -23,13 +23,8 @@ fn tidal(at: f64) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_minutes_of_scaled_rotation_reauth_and_recycling_lose_nothing() {
-    let stack =
-        start(StackConfig::replication_group("rg-soak-01").max_auth_age(SCALED_MAX_AUTH_AGE)).await;
-    let pool = iam_pool(scaled(iam_config(&stack)))
-        .max_size(16)
-        .build()
-        .await
-        .unwrap();
+    let (stack, pool) =
+        scaled_stack_and_pool(StackConfig::replication_group("rg-soak-01"), 16).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let report = load(&pool, 16, Duration::from_secs(120), tidal, stop).await;
@@ -59,14 +54,8 @@ async fn two_minutes_of_scaled_rotation_reauth_and_recycling_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_mode_through_the_scaled_rule() {
-    let stack =
-        start(StackConfig::serverless("soak-serverless-01").max_auth_age(SCALED_MAX_AUTH_AGE))
-            .await;
-    let pool = iam_pool(scaled(iam_config(&stack)))
-        .max_size(4)
-        .build()
-        .await
-        .unwrap();
+    let (stack, pool) =
+        scaled_stack_and_pool(StackConfig::serverless("soak-serverless-01"), 4).await;
     assert!(pool.is_cluster());
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -138,14 +127,8 @@ async fn dropped_connections_fail_only_while_it_happens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_reauthentication_keeps_connections_serving() {
-    let stack =
-        start(StackConfig::replication_group("rg-throttle-01").max_auth_age(SCALED_MAX_AUTH_AGE))
-            .await;
-    let pool = iam_pool(scaled(iam_config(&stack)))
-        .max_size(8)
-        .build()
-        .await
-        .unwrap();
+    let (stack, pool) =
+        scaled_stack_and_pool(StackConfig::replication_group("rg-throttle-01"), 8).await;
 
     // Throttle from the 3rd second to the 5th: connections made at the
     // start come due for re-authentication (3.6-4 s) inside the window.

@@ -9,15 +9,13 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use elasticache_iam::{ErrorKind, Pool};
-use elasticache_localstack::{KnownCredentials, STATIC_PRINCIPAL, StackConfig};
+use elasticache_iam::ErrorKind;
+use elasticache_localstack::StackConfig;
 use support::capture::Capture;
-use support::markers::{
-    SECRET_MARKER, SESSION_MARKER, assert_clean, forbidden, marker_credentials,
-};
-use support::pools::{SCALED_MAX_AUTH_AGE, iam_config, load, scaled, start, steady};
+use support::markers::{assert_clean, forbidden};
+use support::pools::{SCALED_MAX_AUTH_AGE, iam_config, load, marker_pool, scaled, start, steady};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_events_hold_no_secret() {
@@ -27,16 +25,7 @@ async fn pool_events_hold_no_secret() {
     let stack =
         start(StackConfig::replication_group("rg-tracing-01").max_auth_age(SCALED_MAX_AUTH_AGE))
             .await;
-    let expiry = SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_800); // 2100
-    stack.registry().insert(KnownCredentials {
-        access_key_id: "ASIAMARKERKEYEXAMPLE".to_owned(),
-        secret_access_key: SECRET_MARKER.to_owned(),
-        session_token: Some(SESSION_MARKER.to_owned()),
-        expires: Some(expiry),
-        principal: STATIC_PRINCIPAL.to_owned(),
-    });
-    let pool = Pool::builder(scaled(iam_config(&stack)))
-        .credentials_provider(marker_credentials(Some(expiry)))
+    let pool = marker_pool(&stack, scaled(iam_config(&stack)))
         .max_size(4)
         .build()
         .await

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use backon::ExponentialBackoff;
 use tokio::time::{Instant, sleep_until};
 
 use super::{MIN_RESIGN_GAP, RESIGN_LEAD, Shared, Trigger};
@@ -19,13 +19,7 @@ use crate::token::AuthToken;
 
 /// First retry after 1-2 s; the delay doubles up to 15-30 s and stays there.
 fn retry_backoff() -> ExponentialBackoff {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(15))
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .build()
+    crate::backoff::exponential(Duration::from_secs(1), Duration::from_secs(15))
 }
 
 /// Runs until aborted by the last handle's drop.

@@ -2,15 +2,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
 use aws_credential_types::Credentials;
 use elasticache_iam::{ConnectionConfig, ConnectionConfigBuilder, Pool, PoolBuilder};
 use elasticache_localstack::{
-    Mode, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY, Stack, StackConfig,
+    KnownCredentials, Mode, STATIC_ACCESS_KEY_ID, STATIC_PRINCIPAL, STATIC_SECRET_ACCESS_KEY,
+    Stack, StackConfig,
 };
+
+use super::markers::marker_credentials;
 use redis::AsyncCommands;
 
 /// Now, for tests that run in real time against a real server (tokio's
@@ -50,6 +53,33 @@ pub fn iam_config(stack: &Stack) -> ConnectionConfigBuilder {
         Mode::Serverless => config.iam_serverless_cache(stack.cache_name()),
         Mode::ReplicationGroup => config.iam_replication_group(stack.cache_name()),
     }
+}
+
+/// A pool builder for `config`, signing with the marker credentials (see
+/// `markers`), which the stack is told to accept (until 2100).
+pub fn marker_pool(stack: &Stack, config: ConnectionConfig) -> PoolBuilder {
+    let expiry = SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_800);
+    let credentials = marker_credentials(Some(expiry));
+    stack.registry().insert(KnownCredentials {
+        access_key_id: credentials.access_key_id().to_owned(),
+        secret_access_key: credentials.secret_access_key().to_owned(),
+        session_token: credentials.session_token().map(str::to_owned),
+        expires: Some(expiry),
+        principal: STATIC_PRINCIPAL.to_owned(),
+    });
+    Pool::builder(config).credentials_provider(credentials)
+}
+
+/// A stack of `config` under the scaled 12-hour rule, and a pool of at most
+/// `max_size` connections with the scaled lifecycle (see [`scaled`]).
+pub async fn scaled_stack_and_pool(config: StackConfig, max_size: u32) -> (Stack, Pool) {
+    let stack = start(config.max_auth_age(SCALED_MAX_AUTH_AGE)).await;
+    let pool = iam_pool(scaled(iam_config(&stack)))
+        .max_size(max_size)
+        .build()
+        .await
+        .unwrap();
+    (stack, pool)
 }
 
 /// A pool builder for `config`, signing with the stack's static credentials.
