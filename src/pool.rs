@@ -342,6 +342,13 @@ impl PoolBuilder {
             ),
             _ => false,
         });
+        if self.refresher.is_some() && !matches!(config.auth, Auth::Iam(_)) {
+            return Err(Error::config(
+                "refresher",
+                "a token refresher was given, but the configuration does not use IAM \
+                 authentication (USE_IAM_AUTH=true, or an iam_* builder method)",
+            ));
+        }
         let auth = match &config.auth {
             Auth::None => AuthSource::None,
             Auth::Password { username, password } => AuthSource::Password {

@@ -96,6 +96,25 @@ async fn unusable_tls_and_cluster_settings_name_their_parameter() {
         .await
         .unwrap_err();
     assert_eq!(err.parameter(), Some("max_size"));
+
+    // A refresher for a pool that does not use IAM, or for another cache.
+    let refresher = elasticache_iam::TokenRefresher::builder()
+        .serverless_cache("another-cache")
+        .user_id(stack.user_id())
+        .region(stack.region())
+        .credentials_provider(support::pools::static_credentials())
+        .build()
+        .await
+        .unwrap();
+    let plain = ConnectionConfig::from_url("rediss://127.0.0.1:6379").unwrap();
+    for config in [plain, iam_config(&stack).build().unwrap()] {
+        let err = elasticache_iam::Pool::builder(config)
+            .refresher(refresher.clone())
+            .build()
+            .await
+            .unwrap_err();
+        assert_eq!(err.parameter(), Some("refresher"), "{err:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
