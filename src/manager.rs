@@ -230,6 +230,12 @@ impl Shared {
         let lifecycle = &self.config.lifecycle;
         match &self.transport {
             Transport::Cluster(client) => {
+                // redis-rs takes the token from the refresher's stream and
+                // would report a missing one as an I/O error: ask first, so
+                // that a credentials failure is reported as one.
+                if let AuthSource::Iam { refresher, .. } = &self.auth {
+                    refresher.token().await?;
+                }
                 let inner = client
                     .get_async_connection()
                     .await
@@ -272,7 +278,7 @@ impl Shared {
                 Error::new(
                     ErrorKind::Io,
                     format!(
-                        "cannot reach {}: check the endpoint, port and network path \
+                        "{} is unreachable: check the endpoint, port and network path \
                          (security groups, VPC)",
                         self.endpoint
                     ),

@@ -63,13 +63,16 @@ pub(crate) fn to_error(err: RedisError, iam: Option<&IamAuth>, endpoint: &str) -
         .with_source(err),
         Meaning::NoHello | Meaning::Other => {
             let what = if err.is_timeout() {
-                "timed out"
-            } else if err.is_io_error() || err.is_connection_dropped() {
-                "failed (network)"
+                format!("{endpoint} did not answer in time")
+            } else if err.is_io_error()
+                || err.is_connection_dropped()
+                || err.is_connection_refusal()
+            {
+                format!("{endpoint} is unreachable or closed the connection")
             } else {
-                "failed"
+                format!("{endpoint} answered with an error")
             };
-            Error::new(ErrorKind::Io, format!("connection to {endpoint} {what}")).with_source(err)
+            Error::new(ErrorKind::Io, what).with_source(err)
         }
     }
 }

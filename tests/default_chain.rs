@@ -7,7 +7,8 @@
 //! The container (ECS, EKS Pod Identity) and IRSA sources are covered with the
 //! stack's mock endpoints by the example service's tests.
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::Command;
 
 use elasticache_localstack::registry::KnownCredentials;
@@ -15,26 +16,11 @@ use elasticache_localstack::{
     STATIC_ACCESS_KEY_ID, STATIC_PRINCIPAL, STATIC_SECRET_ACCESS_KEY, Stack, StackConfig,
 };
 
-/// The example's binary, built on demand when this test runs on its own.
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join("redis_rs");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", "redis_rs"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build --example redis_rs");
-    }
-    path
-}
-
 /// The example against `stack`, with only `vars` (and PATH) in its
 /// environment; HOME points at an empty directory, instance metadata is off.
 fn run_example(stack: &Stack, vars: &[(&str, String)]) -> serde_json::Value {
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(example())
+    let out = Command::new(support::example("redis_rs"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home.path())
@@ -134,7 +120,7 @@ async fn credentials_from_profile_files() {
 #[test]
 fn no_credentials_anywhere_is_a_clear_failure() {
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(example())
+    let out = Command::new(support::example("redis_rs"))
         .env_clear()
         .env("HOME", home.path())
         .env("AWS_EC2_METADATA_DISABLED", "true")
