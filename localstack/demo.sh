@@ -12,7 +12,8 @@ args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(--duration 40 --concurrency 8)
 
 scripts/install-servers.sh valkey >/dev/null
-cargo build --locked --quiet -p elasticache-localstack -p elasticache-iam --example serverless
+cargo build --locked --quiet -p elasticache-localstack --bin elasticache-localstack
+cargo build --locked --quiet -p elasticache-iam --example serverless
 
 work=$(mktemp -d)
 stack_pid=""
