@@ -68,12 +68,18 @@ pub(crate) struct Shared {
     pub(crate) response_timeout: Option<Duration>,
     gate: Gate,
     pub(crate) counters: Arc<Counters>,
-    /// The last failed connection attempt; `failing` only until an attempt
-    /// succeeds. `failures` moves on at each failure (for callers waiting in
+    /// The last failed connection attempt, and whether one succeeded since.
+    /// `failures` moves on at each failure (for callers waiting in
     /// `Pool::get`).
-    last_failure: Mutex<Option<Error>>,
-    failing: Mutex<Option<Error>>,
+    last_failure: Mutex<LastFailure>,
     pub(crate) failures: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct LastFailure {
+    error: Option<Error>,
+    /// An attempt succeeded after it.
+    recovered: bool,
 }
 
 /// How connections authenticate, with what they need for it.
@@ -154,37 +160,38 @@ impl Shared {
             response_timeout,
             gate: Gate::new(max_concurrent_connects),
             counters: Arc::default(),
-            last_failure: Mutex::new(None),
-            failing: Mutex::new(None),
+            last_failure: Mutex::default(),
             failures: watch::channel(0).0,
         }
     }
 
+    fn last_failure_state(&self) -> std::sync::MutexGuard<'_, LastFailure> {
+        self.last_failure.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last failed attempt, kept after recoveries for the record.
     pub(crate) fn last_failure(&self) -> Option<Error> {
-        self.last_failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.last_failure_state().error.clone()
     }
 
     /// The failure of the last attempt, unless one succeeded since.
     pub(crate) fn failing(&self) -> Option<Error> {
-        self.failing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let state = self.last_failure_state();
+        state.error.clone().filter(|_| !state.recovered)
     }
 
     fn record_failure(&self, err: &Error) {
         bump(&self.counters.connect_failures);
-        *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.clone());
-        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.clone());
+        *self.last_failure_state() = LastFailure {
+            error: Some(err.clone()),
+            recovered: false,
+        };
         self.failures.send_modify(|generation| *generation += 1);
     }
 
     fn record_success(&self) {
         bump(&self.counters.connects);
-        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.last_failure_state().recovered = true;
     }
 
     /// One connection attempt, through the gate.

@@ -124,7 +124,7 @@ impl Pool {
                  connections in use): raise max_size, or give connections back sooner",
                 shared.endpoint,
                 state.connections - state.idle_connections,
-                self.inner.state().connections,
+                state.connections,
             ),
         )
     }

@@ -50,9 +50,7 @@ fn run_example(stack: &Stack, vars: &[(&str, String)]) -> serde_json::Value {
 }
 
 async fn stack() -> Stack {
-    Stack::start(StackConfig::replication_group("my-group"))
-        .await
-        .unwrap_or_else(|e| panic!("local stack: {e} (run scripts/install-servers.sh)"))
+    support::pools::start(StackConfig::replication_group("my-group")).await
 }
 
 fn check(summary: &serde_json::Value, stack: &Stack) {

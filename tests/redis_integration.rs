@@ -7,13 +7,12 @@
 //! every 3.6 to 4 s, and the stack cuts connections whose last authentication
 //! is 8 s old.
 
+mod support;
+
 use std::time::Duration;
 
-use aws_credential_types::Credentials;
 use elasticache_iam::TokenRefresher;
-use elasticache_localstack::{
-    STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY, Stack, StackConfig, StatsSnapshot,
-};
+use elasticache_localstack::{Stack, StackConfig, StatsSnapshot};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::{AsyncConnectionConfig, Client, TlsCertificates};
@@ -21,9 +20,7 @@ use redis::{AsyncConnectionConfig, Client, TlsCertificates};
 const MAX_AUTH_AGE: Duration = Duration::from_secs(8);
 
 async fn stack(config: StackConfig) -> Stack {
-    Stack::start(config.max_auth_age(MAX_AUTH_AGE))
-        .await
-        .unwrap_or_else(|e| panic!("local stack: {e} (run scripts/install-servers.sh)"))
+    support::pools::start(config.max_auth_age(MAX_AUTH_AGE)).await
 }
 
 async fn refresher(stack: &Stack, serverless: bool, cache: &str) -> TokenRefresher {
@@ -36,13 +33,7 @@ async fn refresher(stack: &Stack, serverless: bool, cache: &str) -> TokenRefresh
     builder
         .user_id("iam-user-01")
         .region("us-east-1")
-        .credentials_provider(Credentials::new(
-            STATIC_ACCESS_KEY_ID,
-            STATIC_SECRET_ACCESS_KEY,
-            None,
-            None,
-            "test",
-        ))
+        .credentials_provider(support::pools::static_credentials())
         .rotation_interval(Duration::from_secs(1))
         .reauth_after(Duration::from_secs(4))
         .build()
