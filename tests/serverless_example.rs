@@ -1,13 +1,17 @@
 //! `examples/serverless.rs` as a user runs it: configured only by its
-//! environment, its diagnostics for each missing or wrong setting, and a run
-//! against the local stack whose last stdout line is the JSON summary.
+//! environment, its diagnostics for each missing or wrong setting, a run
+//! against the local stack whose last stdout line is the JSON summary, and
+//! runs under the scaled 12-hour rule with temporary credentials from the
+//! stack's mock ECS, EKS Pod Identity and IRSA endpoints, found by aws-config's
+//! real default chain in the example's process.
 
 mod support;
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use elasticache_localstack::{STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY, Stack, StackConfig};
-use support::pools::start;
+use support::pools::{SCALED_MAX_AUTH_AGE, start};
 
 /// The example with only `vars` (and PATH) in its environment; HOME is an
 /// empty directory and instance metadata is off, so no credentials leak in.
@@ -145,4 +149,122 @@ async fn wrong_settings_are_named() {
         assert!(errors[0].contains(expected), "{name}={value:?}: {text}");
         assert!(!text.contains(STATIC_SECRET_ACCESS_KEY), "{text}");
     }
+}
+
+/// Where the example's default chain finds temporary credentials.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// ECS task role: `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
+    Container,
+    /// EKS Pod Identity: the container endpoint with an authorization token file.
+    PodIdentity,
+    /// EKS IRSA: STS `AssumeRoleWithWebIdentity` with a web identity token file.
+    Irsa,
+}
+
+/// `stack_env` without static keys, with `source`'s variables instead.
+fn chain_env(stack: &Stack, source: Source) -> Vec<(&'static str, String)> {
+    let mut vars = with(&stack_env(stack), "AWS_ACCESS_KEY_ID", None);
+    vars = with(&vars, "AWS_SECRET_ACCESS_KEY", None);
+    match source {
+        Source::Container => vars.push((
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            stack.container_credentials_uri(),
+        )),
+        Source::PodIdentity => vars.extend([
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                stack.pod_identity_uri(),
+            ),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                stack.pod_identity_token_file().display().to_string(),
+            ),
+        ]),
+        Source::Irsa => vars.extend([
+            ("AWS_ROLE_ARN", stack.role_arn().to_owned()),
+            (
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                stack.web_identity_token_file().display().to_string(),
+            ),
+            ("AWS_ROLE_SESSION_NAME", "example-service".to_owned()),
+            ("AWS_ENDPOINT_URL_STS", stack.sts_endpoint()),
+        ]),
+    }
+    vars
+}
+
+/// Temporary credentials live 45 s: a token signed with them is usable for
+/// about 15 s (the refresher keeps a 30 s margin), so tokens signed with an
+/// expired set are never presented, and every set must be replaced in time.
+const CREDENTIAL_LIFETIME: Duration = Duration::from_secs(45);
+
+/// The example for `seconds` with 8 workers under the scaled 12-hour rule
+/// (the stack cuts at 8 s; knobs 2 s / 4 s / 6 s), credentials from `source`.
+/// Zero errors, a rotation about every 2 s, no forced disconnect, no refusal,
+/// and tokens from every set of credentials issued accepted by the stack.
+async fn scaled_run(name: &str, source: Source, seconds: u64) {
+    let stack = start(
+        StackConfig::serverless(name)
+            .max_auth_age(SCALED_MAX_AUTH_AGE)
+            .credential_lifetime(CREDENTIAL_LIFETIME),
+    )
+    .await;
+    let mut vars = chain_env(&stack, source);
+    vars.extend([
+        ("ELASTICACHE_TOKEN_REFRESH_INTERVAL", "2s".to_owned()),
+        ("ELASTICACHE_REAUTH_AFTER", "4s".to_owned()),
+        ("ELASTICACHE_MAX_CONNECTION_AGE", "6s".to_owned()),
+    ]);
+    let duration = seconds.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        run(&vars, &["--duration", &duration, "--concurrency", "8"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{source:?}: {}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let stats = stack.stats();
+    eprintln!("{source:?}: {summary}\n{stats:?}");
+
+    assert_eq!(summary["errors"], 0, "{source:?}: {summary}");
+    assert!(summary["ops"].as_u64().unwrap() > 1000, "{summary}");
+    // One rotation at start, then one every 2 s.
+    let rotations = summary["token_rotations"].as_u64().unwrap();
+    let expected = seconds / 2 + 1;
+    assert!(
+        rotations + 2 >= expected && rotations <= expected + 2,
+        "{source:?}: {rotations} rotations in {seconds} s"
+    );
+    assert_eq!(stats.forced_disconnects, 0, "{source:?}: {stats:?}");
+    assert_eq!(stats.failed_total(), 0, "{source:?}: {stats:?}");
+    // Each rotation fetched a new set of credentials from the source...
+    assert!(
+        stats.credentials_issued >= rotations,
+        "{source:?}: {stats:?}"
+    );
+    // ...and tokens signed by every one of them were accepted (redis-rs
+    // re-authenticates each cluster connection with each new token), except
+    // at most the one fetched as the run ended.
+    assert!(
+        stats.credentials_accepted + 1 >= stats.credentials_issued,
+        "{source:?}: {stats:?}"
+    );
+    assert!(stats.reauth_ok > 0, "{source:?}: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaled_rule_with_ecs_task_role_credentials() {
+    scaled_run("example-ecs", Source::Container, 40).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaled_rule_with_irsa_credentials() {
+    scaled_run("example-irsa", Source::Irsa, 40).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaled_rule_with_pod_identity_credentials() {
+    scaled_run("example-pod-identity", Source::PodIdentity, 12).await;
 }

@@ -14,6 +14,7 @@ pub struct Faults {
     reject_auths: AtomicU64,
     throttle_until: Mutex<Option<Instant>>,
     fail_credential_requests: AtomicU64,
+    credential_outage_until: Mutex<Option<Instant>>,
 }
 
 impl Faults {
@@ -35,12 +36,23 @@ impl Faults {
         self.fail_credential_requests.store(n, Ordering::SeqCst);
     }
 
+    /// Fail every request to the mock credential endpoints (HTTP 500) for
+    /// `duration`: an outage of the credential source. Zero ends one.
+    pub fn credential_outage_for(&self, duration: Duration) {
+        *self.credential_outage_until.lock().unwrap() = Some(monotonic_now() + duration);
+    }
+
     pub(crate) fn take_rejection(&self) -> bool {
         take_one(&self.reject_auths)
     }
 
     pub(crate) fn take_credential_failure(&self) -> bool {
-        take_one(&self.fail_credential_requests)
+        let outage = self
+            .credential_outage_until
+            .lock()
+            .unwrap()
+            .is_some_and(|until| monotonic_now() < until);
+        outage || take_one(&self.fail_credential_requests)
     }
 
     /// The throttling reply, while throttling is on.

@@ -288,7 +288,7 @@ impl Connection {
             .filter(|(u, _)| Some(u.as_str()) == user)
         {
             if password.1 == token {
-                Ok(())
+                Ok(None)
             } else {
                 Err(Refusal::SignatureMismatch)
             }
@@ -300,17 +300,20 @@ impl Connection {
                 token,
                 shared.clock.now(),
             )
-            .map(|_| ())
+            .map(|verified| Some(verified.access_key_id))
         };
-        if let Err(refusal) = outcome {
-            shared.stats.auth_failed(refusal.as_str());
-            tracing::info!(peer = %self.peer, reason = refusal.as_str(), "authentication refused");
-            return Action::Reply(resp::error(WRONGPASS));
-        }
+        let signer = match outcome {
+            Ok(signer) => signer,
+            Err(refusal) => {
+                shared.stats.auth_failed(refusal.as_str());
+                tracing::info!(peer = %self.peer, reason = refusal.as_str(), "authentication refused");
+                return Action::Reply(resp::error(WRONGPASS));
+            }
+        };
         if self.upstream.is_none() && self.connect_upstream().await.is_err() {
             return Action::ReplyAndClose(resp::error("ERR upstream server unavailable"));
         }
-        shared.stats.auth_ok(reauth);
+        shared.stats.auth_ok(reauth, signer.as_deref());
         self.authenticated = true;
         self.unauthenticated = 0;
         self.deadline = Some(monotonic_now() + shared.config.max_auth_age);

@@ -51,6 +51,9 @@ pub struct FaultRequest {
     pub upstream: Option<String>,
     /// Fail the next N credential endpoint requests (HTTP 500).
     pub fail_credential_requests: Option<u64>,
+    /// Fail every credential endpoint request (HTTP 500) for this many
+    /// milliseconds: an outage of the credential source.
+    pub credential_outage_ms: Option<u64>,
 }
 
 pub(crate) struct HttpState {
@@ -232,6 +235,13 @@ async fn faults(
     if let Some(n) = request.fail_credential_requests {
         state.shared.faults.fail_credential_requests(n);
         applied.push(format!("fail_credential_requests={n}"));
+    }
+    if let Some(ms) = request.credential_outage_ms {
+        state
+            .shared
+            .faults
+            .credential_outage_for(Duration::from_millis(ms));
+        applied.push(format!("credential_outage_ms={ms}"));
     }
     if let Some(action) = &request.upstream {
         let mut upstream = state.shared.upstream.lock().await;

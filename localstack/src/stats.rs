@@ -1,6 +1,6 @@
 //! Counters, readable in-process ([`Stats::snapshot`]) and at `GET /stats`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,6 +17,7 @@ pub struct Stats {
     connections_total: AtomicU64,
     commands: AtomicU64,
     credentials_issued: AtomicU64,
+    accepted_keys: Mutex<HashSet<String>>,
 }
 
 /// A point-in-time copy of the counters (the `GET /stats` body).
@@ -38,6 +39,9 @@ pub struct StatsSnapshot {
     pub commands: u64,
     /// Temporary credentials issued by the mock endpoints.
     pub credentials_issued: u64,
+    /// Distinct sets of credentials (access key ids) that signed at least
+    /// one accepted token.
+    pub credentials_accepted: u64,
 }
 
 impl StatsSnapshot {
@@ -53,8 +57,14 @@ impl StatsSnapshot {
 }
 
 impl Stats {
-    pub(crate) fn auth_ok(&self, reauth: bool) {
+    pub(crate) fn auth_ok(&self, reauth: bool, access_key_id: Option<&str>) {
         self.auth_ok.fetch_add(1, Ordering::Relaxed);
+        if let Some(key) = access_key_id {
+            let mut keys = self.accepted_keys.lock().unwrap();
+            if !keys.contains(key) {
+                keys.insert(key.to_owned());
+            }
+        }
         if reauth {
             self.reauth_ok.fetch_add(1, Ordering::Relaxed);
         }
@@ -101,6 +111,7 @@ impl Stats {
             connections_total: self.connections_total.load(Ordering::Relaxed),
             commands: self.commands.load(Ordering::Relaxed),
             credentials_issued: self.credentials_issued.load(Ordering::Relaxed),
+            credentials_accepted: self.accepted_keys.lock().unwrap().len() as u64,
         }
     }
 }

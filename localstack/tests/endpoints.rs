@@ -108,6 +108,7 @@ async fn admin_endpoint_reads_counters_and_injects_faults() {
         "connections_open",
         "commands",
         "credentials_issued",
+        "credentials_accepted",
     ] {
         assert!(body.contains(&format!("\"{key}\"")), "{key} in {body}");
     }
@@ -219,6 +220,39 @@ async fn admin_endpoint_reads_counters_and_injects_faults() {
             .await
             .is_ok()
     );
+
+    // A credential outage: every request fails until it ends.
+    assert_eq!(
+        http(
+            &stack,
+            "POST",
+            "/faults",
+            r#"{"credential_outage_ms": 60000}"#
+        )
+        .await
+        .0,
+        200
+    );
+    for _ in 0..2 {
+        let err = default_chain(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)])
+            .await
+            .unwrap_err();
+        assert!(err.contains("500") || err.contains("injected"), "{err}");
+    }
+    assert_eq!(
+        http(&stack, "POST", "/faults", r#"{"credential_outage_ms": 0}"#)
+            .await
+            .0,
+        200
+    );
+    let creds = default_chain(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)])
+        .await
+        .unwrap();
+    // Tokens it signed are accepted, and counted once per set of credentials.
+    let accepted = stack.stats().credentials_accepted;
+    assert_eq!(auth_with(&stack, CACHE, &creds).await, "+OK\r\n");
+    assert_eq!(auth_with(&stack, CACHE, &creds).await, "+OK\r\n");
+    assert_eq!(stack.stats().credentials_accepted, accepted + 1);
 
     // Bad fault bodies are refused.
     assert_eq!(
