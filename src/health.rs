@@ -74,6 +74,8 @@ pub struct TokenHealth {
     pub consecutive_failures: u32,
     /// The last signing failure, with its causes.
     pub last_refresh_error: Option<String>,
+    /// Where the last credentials came from, when the provider said.
+    pub credential_source: Option<&'static str>,
 }
 
 /// Counts since the pool started.
@@ -108,6 +110,7 @@ pub(crate) async fn report(pool: &Pool) -> Health {
                 rotations: status.rotations,
                 consecutive_failures: status.consecutive_failures,
                 last_refresh_error: status.last_error,
+                credential_source: status.credential_source,
             })
         }
         _ => None,

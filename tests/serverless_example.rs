@@ -224,6 +224,15 @@ async fn scaled_run(name: &str, source: Source, seconds: u64) {
     .unwrap();
     assert!(out.status.success(), "{source:?}: {}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let health: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let named = health["token"]["credential_source"]
+        .as_str()
+        .unwrap_or_default();
+    let expected_source = match source {
+        Source::Container | Source::PodIdentity => "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        Source::Irsa => "AWS_WEB_IDENTITY_TOKEN_FILE",
+    };
+    assert!(named.contains(expected_source), "{source:?}: {health}");
     let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let stats = stack.stats();
     eprintln!("{source:?}: {summary}\n{stats:?}");

@@ -15,6 +15,7 @@
 //! call to the credentials provider.
 
 mod builder;
+mod source;
 mod status;
 mod task;
 
@@ -145,6 +146,8 @@ struct State {
     consecutive_failures: u32,
     failing_since: Option<SystemTime>,
     last_error: Option<Error>,
+    /// Where the last credentials came from (see [`source`]).
+    credential_source: Option<&'static str>,
 }
 
 /// Why a cycle ran, for its tracing span.
@@ -322,20 +325,23 @@ impl Shared {
                 Ok(Ok(credentials)) => credentials,
                 Ok(Err(err)) => {
                     return Err(Error::credentials(format!(
-                        "the credentials provider failed: {}",
+                        "the credentials provider failed{}: {}",
+                        self.last_source(),
                         display_chain(&err)
                     ))
                     .with_source(err));
                 }
                 Err(_) => {
                     return Err(Error::credentials(format!(
-                        "the credentials provider did not answer within {} s: check the \
+                        "the credentials provider did not answer within {} s{}: check the \
                          credential source (container or instance metadata endpoint, STS, \
                          profile) is reachable",
-                        PROVIDER_TIMEOUT.as_secs()
+                        PROVIDER_TIMEOUT.as_secs(),
+                        self.last_source(),
                     )));
                 }
             };
+        self.state().credential_source = source::describe(&credentials);
         let now = self.wall.now();
         let token = self.signer.sign(&credentials, now)?;
         if token.usable_until() <= now + SAFETY_MARGIN {
@@ -348,6 +354,14 @@ impl Shared {
             )));
         }
         Ok(token)
+    }
+
+    /// ` (the last credentials came from ...)`, or nothing when unknown.
+    fn last_source(&self) -> String {
+        self.state()
+            .credential_source
+            .map(|source| format!(" (the last credentials came from {source})"))
+            .unwrap_or_default()
     }
 
     fn record(&self, outcome: &Result<AuthToken, Error>) {

@@ -27,6 +27,10 @@ pub struct RefresherStatus {
     /// recovery, for the record; `consecutive_failures` says whether it is
     /// current.
     pub last_error: Option<String>,
+    /// Where the last credentials came from, when the provider said (the
+    /// container endpoint, STS web identity, instance metadata, environment
+    /// variables, profile files); named in credentials errors too.
+    pub credential_source: Option<&'static str>,
 }
 
 impl RefresherStatus {
@@ -39,6 +43,7 @@ impl RefresherStatus {
             consecutive_failures: state.consecutive_failures,
             failing_since: state.failing_since,
             last_error: state.last_error.as_ref().map(|e| display_chain(e)),
+            credential_source: state.credential_source,
         }
     }
 
