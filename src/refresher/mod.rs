@@ -12,7 +12,8 @@
 //! token is served until its usable life ends; after that, reading fails with an
 //! error whose source is the last failure's cause. Reads do not start cycles
 //! while the task is retrying, so an outage does not turn every read into a
-//! call to the credentials provider.
+//! call to the credentials provider. The error names where the last
+//! credentials came from (`source.rs`), so the message says what to check.
 
 mod builder;
 mod source;
