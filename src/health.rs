@@ -79,7 +79,7 @@ pub struct TokenHealth {
 }
 
 /// Counts since the pool started.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Counts {
     /// Connections opened.
@@ -97,9 +97,28 @@ pub struct Counts {
     pub closed_by_server: u64,
 }
 
-pub(crate) async fn report(pool: &Pool) -> Health {
+/// The counts now: atomics read, no I/O.
+pub(crate) fn counts(pool: &Pool) -> Counts {
     let shared = &pool.manager.shared;
     let counters = &shared.counters;
+    let cluster_reauths = match (&shared.auth, &shared.transport) {
+        (AuthSource::Iam { refresher, .. }, Transport::Cluster(_)) => {
+            refresher.shared().reauth_tokens()
+        }
+        _ => 0,
+    };
+    Counts {
+        connections_opened: counters.connects.load(Ordering::Relaxed),
+        connect_failures: counters.connect_failures.load(Ordering::Relaxed),
+        reauths: counters.reauths.load(Ordering::Relaxed) + cluster_reauths,
+        reauth_failures: counters.reauth_failures.load(Ordering::Relaxed),
+        recycles: counters.recycles.load(Ordering::Relaxed),
+        closed_by_server: counters.closed_by_server.load(Ordering::Relaxed),
+    }
+}
+
+pub(crate) async fn report(pool: &Pool) -> Health {
+    let shared = &pool.manager.shared;
     let state = pool.inner.state();
     let token = match &shared.auth {
         AuthSource::Iam { refresher, .. } => {
@@ -114,12 +133,6 @@ pub(crate) async fn report(pool: &Pool) -> Health {
             })
         }
         _ => None,
-    };
-    let cluster_reauths = match (&shared.auth, &shared.transport) {
-        (AuthSource::Iam { refresher, .. }, Transport::Cluster(_)) => {
-            refresher.shared().reauth_tokens()
-        }
-        _ => 0,
     };
     let (ping_latency_us, server_version, error) = match ping(pool).await {
         Ok((latency, version)) => (Some(latency.as_micros() as u64), version, None),
@@ -146,14 +159,7 @@ pub(crate) async fn report(pool: &Pool) -> Health {
             max_size: pool.inner.config().max_size,
         },
         token,
-        counts: Counts {
-            connections_opened: counters.connects.load(Ordering::Relaxed),
-            connect_failures: counters.connect_failures.load(Ordering::Relaxed),
-            reauths: counters.reauths.load(Ordering::Relaxed) + cluster_reauths,
-            reauth_failures: counters.reauth_failures.load(Ordering::Relaxed),
-            recycles: counters.recycles.load(Ordering::Relaxed),
-            closed_by_server: counters.closed_by_server.load(Ordering::Relaxed),
-        },
+        counts: counts(pool),
         last_connect_error: shared.last_failure().map(|e| display_chain(&e)),
     }
 }

@@ -12,7 +12,7 @@ use redis::cluster::ClusterClientBuilder;
 
 use crate::config::{Auth, ConnectionConfig};
 use crate::error::{Error, ErrorKind};
-use crate::health::{self, Health};
+use crate::health::{self, Counts, Health};
 use crate::manager::{AuthSource, Manager, Shared, Transport};
 use crate::refresher::{TokenRefresher, TokenRefresherBuilder};
 use crate::target::TargetKind;
@@ -127,6 +127,13 @@ impl Pool {
                 state.connections,
             ),
         )
+    }
+
+    /// The pool's counts since it started (connections opened, re-auths,
+    /// recycles, ...), read without I/O: cheap enough for a metrics scrape
+    /// or a tight loop. [`health`](Self::health) includes them.
+    pub fn counts(&self) -> Counts {
+        health::counts(self)
     }
 
     /// The pool's, the token's and the server's state, for a `/health`

@@ -1,0 +1,460 @@
+//! Side-by-side benchmark of the IAM pool, in one process and one run, against
+//! one local stack (TLS front with IAM verification, real Valkey behind it):
+//!
+//! - (a) this crate's IAM pool, (b) a plain bb8-redis pool with password
+//!   authentication through the same front, (c) one redis-rs multiplexed
+//!   connection through the front (the pipelining ceiling), (d) the upstream
+//!   Valkey directly, without TLS (reference);
+//! - GET and SET of 64 B and 1 KiB values from 1, 16 and 64 workers, the
+//!   clients taking turns (a b b′ c d, then d c b′ b a, ...) so that drift in the
+//!   machine's speed falls on all of them; ops/s is the median over rounds,
+//!   latency quantiles come from every operation of every round;
+//! - latency over time while the IAM pool rotates its token every 2 s,
+//!   re-authenticates connections after 4 s and replaces them by 6 s;
+//! - time to open one IAM connection against one password connection; time
+//!   to sign one token.
+//!
+//! ```text
+//! cargo run --release --example bench                         # tables on stderr, JSON last on stdout
+//! cargo run --release --example bench -- --quick              # (a) and (b) only, shorter: under 90 s
+//! cargo run --release --example bench -- --report docs        # also writes docs/benchmarks.md and the chart
+//! ```
+//!
+//! The last line on stdout is a JSON object: `throughput_ratio_iam_vs_plain`
+//! (the minimum of (a)/(b) ops/s over the workloads), `p99_ratio_iam_vs_plain`
+//! (the maximum of (a)/(b) p99), `event_window_p999_ratio`, `errors`, and
+//! more. It needs `valkey-server` (`scripts/install-servers.sh valkey`).
+
+mod chart;
+mod clients;
+mod events;
+mod report;
+mod workload;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use clap::Parser;
+use elasticache_iam::{ConnectionConfig, Pool, TokenSigner};
+use elasticache_localstack::{STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY, Stack, StackConfig};
+use serde_json::json;
+use tokio::time::Instant;
+
+use clients::Client;
+use workload::{Sample, Workload};
+
+#[derive(Parser)]
+#[command(about = "IAM pool against a plain pool, side by side, on the local stack")]
+struct Args {
+    /// (a) and (b) only, fewer and shorter rounds: finishes within 90 s.
+    #[arg(long)]
+    quick: bool,
+    /// Write benchmarks.md and benchmarks-latency.png into this directory.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+/// The monotonic clock. Benchmarks measure real time, so they read it.
+#[allow(clippy::disallowed_methods, reason = "a benchmark measures real time")]
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}
+
+#[allow(clippy::disallowed_methods, reason = "a benchmark signs at real time")]
+fn wall_now() -> SystemTime {
+    SystemTime::now()
+}
+
+const GROUP: &str = "bench-group";
+const PASSWORD_USER: (&str, &str) = ("bench-user", "bench-password-0123456789");
+
+/// How long and how often each part runs.
+struct Plan {
+    rounds: usize,
+    warmup: Duration,
+    span: Duration,
+    event_span: Duration,
+    setups: usize,
+    with_reference: bool,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                rounds: 4,
+                warmup: Duration::from_millis(100),
+                span: Duration::from_millis(400),
+                event_span: Duration::from_secs(16),
+                setups: 10,
+                with_reference: false,
+            }
+        } else {
+            Plan {
+                rounds: 6,
+                warmup: Duration::from_millis(200),
+                span: Duration::from_secs(1),
+                event_span: Duration::from_secs(52),
+                setups: 40,
+                with_reference: true,
+            }
+        }
+    }
+}
+
+/// One workload's results for each client, in client order.
+pub(crate) struct Row {
+    pub(crate) workload: Workload,
+    /// (client key, client label, median ops/s, latency of every round)
+    pub(crate) cells: Vec<(&'static str, &'static str, f64, Sample)>,
+    /// Each client's ops/s in each round, by key.
+    pub(crate) rounds: Vec<(&'static str, Vec<f64>)>,
+}
+
+impl Row {
+    pub(crate) fn cell(&self, key: &str) -> Option<&(&'static str, &'static str, f64, Sample)> {
+        self.cells.iter().find(|c| c.0 == key)
+    }
+
+    pub(crate) fn ratio(
+        &self,
+        f: impl Fn(&(&'static str, &'static str, f64, Sample)) -> f64,
+    ) -> f64 {
+        match (self.cell("a"), self.cell("b")) {
+            (Some(a), Some(b)) => f(a) / f(b),
+            _ => f64::NAN,
+        }
+    }
+
+    /// The median over rounds of `x`'s ops/s over `y`'s in the same round:
+    /// measurements taken next to each other, so slow drift cancels.
+    pub(crate) fn paired(&self, x: &str, y: &str) -> Option<f64> {
+        let rates = |key: &str| self.rounds.iter().find(|r| r.0 == key).map(|r| &r.1);
+        let (x, y) = (rates(x)?, rates(y)?);
+        let ratios: Vec<f64> = x.iter().zip(y).map(|(x, y)| x / y).collect();
+        Some(median_f(&ratios))
+    }
+
+    /// (a)/(b) throughput, paired by round.
+    pub(crate) fn throughput_ratio(&self) -> f64 {
+        self.paired("a", "b").unwrap_or(f64::NAN)
+    }
+}
+
+/// Everything measured, for the report.
+pub(crate) struct Results {
+    pub(crate) rows: Vec<Row>,
+    pub(crate) events: events::EventRun,
+    pub(crate) setup_iam_us: Vec<u64>,
+    pub(crate) setup_password_us: Vec<u64>,
+    pub(crate) sign_ns: Vec<f64>,
+    pub(crate) server_version: String,
+    pub(crate) quick: bool,
+    pub(crate) plan_text: String,
+}
+
+fn credentials() -> Credentials {
+    Credentials::new(
+        STATIC_ACCESS_KEY_ID,
+        STATIC_SECRET_ACCESS_KEY,
+        None,
+        None,
+        "bench",
+    )
+}
+
+fn front(stack: &Stack) -> String {
+    format!("rediss://127.0.0.1:{}", stack.endpoint().port())
+}
+
+fn iam_config(stack: &Stack) -> elasticache_iam::ConnectionConfigBuilder {
+    ConnectionConfig::builder()
+        .url(&front(stack))
+        .ca_file(stack.ca_file())
+        .user_id(stack.user_id())
+        .region(stack.region())
+        .iam_replication_group(GROUP)
+}
+
+async fn iam_pool(config: ConnectionConfig, max_size: u32) -> Pool {
+    Pool::builder(config)
+        .credentials_provider(credentials())
+        .max_size(max_size)
+        .build()
+        .await
+        .expect("IAM pool")
+}
+
+async fn password_pool(stack: &Stack, max_size: u32) -> Pool {
+    let config = ConnectionConfig::builder()
+        .url(&front(stack))
+        .ca_file(stack.ca_file())
+        .password(Some(PASSWORD_USER.0), PASSWORD_USER.1)
+        .build()
+        .expect("password config");
+    Pool::builder(config)
+        .max_size(max_size)
+        .build()
+        .await
+        .expect("password pool")
+}
+
+/// Each of `n` checkouts from a pool whose connections are all held opens a
+/// new connection: its time, in microseconds.
+async fn setup_times(pool: &Pool, n: usize) -> Vec<u64> {
+    let mut held = vec![pool.get().await.expect("first connection")];
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let started = now();
+        held.push(pool.get().await.expect("new connection"));
+        times.push(started.elapsed().as_micros() as u64);
+    }
+    times
+}
+
+/// Nanoseconds per token, for each of 20 batches of 2,000 signings.
+fn sign_times() -> Vec<f64> {
+    let signer = TokenSigner::builder()
+        .replication_group(GROUP)
+        .user_id("iam-user-01")
+        .region("us-east-1")
+        .build()
+        .expect("signer");
+    let (credentials, at) = (credentials(), wall_now());
+    (0..20)
+        .map(|_| {
+            let started = now();
+            for _ in 0..2_000 {
+                std::hint::black_box(signer.sign(&credentials, at).expect("sign"));
+            }
+            started.elapsed().as_nanos() as f64 / 2_000.0
+        })
+        .collect()
+}
+
+pub(crate) fn median_f(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub(crate) fn median_u(values: &[u64]) -> u64 {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+async fn side_by_side(clients: &[Arc<Client>], plan: &Plan) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for workload in Workload::all() {
+        let mut per_client: Vec<(Vec<f64>, Option<Sample>)> =
+            clients.iter().map(|_| (Vec::new(), None)).collect();
+        for round in 0..plan.rounds {
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..clients.len()).collect()
+            } else {
+                (0..clients.len()).rev().collect()
+            };
+            for i in order {
+                let sample = workload::run(&clients[i], workload, plan.warmup, plan.span).await;
+                let (rates, merged) = &mut per_client[i];
+                rates.push(sample.ops_per_sec());
+                match merged {
+                    Some(m) => {
+                        m.ops += sample.ops;
+                        m.errors += sample.errors;
+                        m.elapsed += sample.elapsed;
+                        m.latency.add(&sample.latency).expect("same bounds");
+                    }
+                    None => *merged = Some(sample),
+                }
+            }
+        }
+        let rounds = clients
+            .iter()
+            .zip(&per_client)
+            .map(|(client, (rates, _))| (client.key(), rates.clone()))
+            .collect();
+        let cells = clients
+            .iter()
+            .zip(per_client)
+            .map(|(client, (rates, merged))| {
+                (
+                    client.key(),
+                    client.label(),
+                    median_f(&rates),
+                    merged.expect("a round ran"),
+                )
+            })
+            .collect();
+        let row = Row {
+            workload,
+            cells,
+            rounds,
+        };
+        eprintln!("{}", report::row_line(&row));
+        rows.push(row);
+    }
+    rows
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let plan = Plan::new(args.quick);
+    let started = now();
+    let stack = Stack::start(
+        StackConfig::replication_group(GROUP).password_user(PASSWORD_USER.0, PASSWORD_USER.1),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("local stack: {e} (run scripts/install-servers.sh valkey)"));
+
+    // Keys for GET, written once directly.
+    let upstream = redis::Client::open(format!("redis://{}", stack.upstream_addr()))
+        .expect("upstream URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("upstream connection");
+    for worker in 0..64 {
+        for size in [64usize, 1024] {
+            let _: () = redis::cmd("SET")
+                .arg(Workload::key(worker, size))
+                .arg(vec![b'x'; size])
+                .query_async(&mut upstream.clone())
+                .await
+                .expect("seed");
+        }
+    }
+
+    let max = 64;
+    let iam = iam_pool(iam_config(&stack).build().expect("IAM config"), max).await;
+    let server_version = iam
+        .health()
+        .await
+        .server_version
+        .unwrap_or_else(|| "unknown".into());
+    let plain_url = format!(
+        "rediss://{}:{}@127.0.0.1:{}/#insecure",
+        PASSWORD_USER.0,
+        PASSWORD_USER.1,
+        stack.endpoint().port()
+    );
+    let plain = clients::plain_pool(&plain_url, max).await;
+    let mut clients = vec![Arc::new(Client::Iam(iam)), Arc::new(Client::Plain(plain))];
+    if plan.with_reference {
+        let again = clients::plain_pool(&plain_url, max).await;
+        clients.push(Arc::new(Client::PlainAgain(again)));
+        let raw = redis::Client::open(plain_url.as_str())
+            .expect("front URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("front connection");
+        clients.push(Arc::new(Client::Raw(raw)));
+        clients.push(Arc::new(Client::Upstream(upstream)));
+    }
+    // Open every pool's connections before measuring.
+    let warm = Workload {
+        op: workload::Op::Get,
+        size: 64,
+        concurrency: 64,
+    };
+    for client in &clients {
+        workload::run(client, warm, Duration::ZERO, Duration::from_millis(500)).await;
+    }
+
+    let rows = side_by_side(&clients, &plan).await;
+    drop(clients);
+
+    let scaled = iam_config(&stack)
+        .token_refresh_interval(Duration::from_secs(2))
+        .reauth_after(Duration::from_secs(4))
+        .max_connection_age(Duration::from_secs(6))
+        .build()
+        .expect("scaled config");
+    let events = events::run(
+        iam_pool(scaled, 16).await,
+        16,
+        plan.event_span,
+        Duration::from_millis(250),
+    )
+    .await;
+    eprintln!("{}", report::events_line(&events));
+
+    let setup_iam_us = setup_times(
+        &iam_pool(iam_config(&stack).build().expect("IAM config"), 64).await,
+        plan.setups,
+    )
+    .await;
+    let setup_password_us = setup_times(&password_pool(&stack, 64).await, plan.setups).await;
+    let sign_ns = sign_times();
+
+    let plan_text = report::plan_text(
+        plan.rounds,
+        plan.warmup,
+        plan.span,
+        plan.event_span,
+        plan.setups,
+    );
+    let results = Results {
+        rows,
+        events,
+        setup_iam_us,
+        setup_password_us,
+        sign_ns,
+        server_version,
+        quick: args.quick,
+        plan_text,
+    };
+    eprintln!("{}", report::tables(&results));
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir).expect("report directory");
+        let chart = dir.join("benchmarks-latency.png");
+        chart::draw(&results.events, &chart).expect("chart");
+        let markdown = report::markdown(&results, "benchmarks-latency.png");
+        std::fs::write(dir.join("benchmarks.md"), markdown).expect("write report");
+        eprintln!(
+            "wrote {} and {}",
+            dir.join("benchmarks.md").display(),
+            chart.display()
+        );
+    }
+
+    let errors: u64 = results
+        .rows
+        .iter()
+        .flat_map(|r| r.cells.iter().map(|c| c.3.errors))
+        .sum::<u64>()
+        + results.events.errors;
+    let throughput = results
+        .rows
+        .iter()
+        .map(Row::throughput_ratio)
+        .fold(f64::INFINITY, f64::min);
+    let p99 = results
+        .rows
+        .iter()
+        .map(|r| r.ratio(|c| c.3.latency.value_at_quantile(0.99) as f64))
+        .fold(0.0, f64::max);
+    let summary = json!({
+        "throughput_ratio_iam_vs_plain": round3(throughput),
+        "p99_ratio_iam_vs_plain": round3(p99),
+        "event_window_p999_ratio": round3(results.events.ratio()),
+        "errors": errors,
+        "sign_ns_median": round3(median_f(&results.sign_ns)),
+        "setup_iam_us_median": median_u(&results.setup_iam_us),
+        "setup_password_us_median": median_u(&results.setup_password_us),
+        "rotations": results.events.count(events::Event::Rotation),
+        "reauths": results.events.count(events::Event::Reauth),
+        "recycles": results.events.count(events::Event::Recycle),
+        "new_connections": results.events.count(events::Event::Reconnect),
+        "quick": args.quick,
+        "elapsed_s": round3(started.elapsed().as_secs_f64()),
+    });
+    println!("{summary}");
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

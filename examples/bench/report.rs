@@ -1,0 +1,326 @@
+//! The results as text: progress lines, tables, and `benchmarks.md`.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::events::{Event, EventRun};
+use crate::{Results, Row, median_f, median_u};
+
+/// Targets from the benchmark's specification.
+const THROUGHPUT_TARGET: f64 = 0.97;
+const P99_TARGET: f64 = 1.05;
+const EVENT_P999_TARGET: f64 = 1.5;
+const SIGN_TARGET_NS: f64 = 10_000.0;
+
+pub(crate) fn row_line(row: &Row) -> String {
+    let mut line = format!("{:<16}", row.workload.name());
+    for (key, _, rate, sample) in &row.cells {
+        let _ = write!(
+            line,
+            " {key}: {rate:>8.0}/s p99 {:>5} µs",
+            sample.latency.value_at_quantile(0.99)
+        );
+    }
+    let _ = write!(line, "  a/b {:.3}", row.throughput_ratio());
+    if let Some(control) = row.paired("b2", "b") {
+        let _ = write!(line, "  b′/b {control:.3}");
+    }
+    line
+}
+
+pub(crate) fn events_line(run: &EventRun) -> String {
+    format!(
+        "events: {} rotations, {} re-auths, {} recycles, {} new connections in {} of {} \
+         windows; p99.9 {} µs in them, {} µs in the others (ratio {:.2}); {} errors",
+        run.count(Event::Rotation),
+        run.count(Event::Reauth),
+        run.count(Event::Recycle),
+        run.count(Event::Reconnect),
+        run.event_windows,
+        run.windows.len(),
+        run.event_p999_us,
+        run.steady_p999_us,
+        run.ratio(),
+        run.errors
+    )
+}
+
+pub(crate) fn plan_text(
+    rounds: usize,
+    warmup: Duration,
+    span: Duration,
+    event_span: Duration,
+    setups: usize,
+) -> String {
+    format!(
+        "{rounds} rounds per workload, each client {:.1} s timed after {:.1} s of warm-up per \
+         round; event run {} s; {setups} connection set-ups per kind",
+        span.as_secs_f64(),
+        warmup.as_secs_f64(),
+        event_span.as_secs()
+    )
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "missed" }
+}
+
+/// The throughput and latency tables.
+pub(crate) fn tables(results: &Results) -> String {
+    let mut out = String::new();
+    let labels: Vec<&str> = results.rows[0].cells.iter().map(|c| c.1).collect();
+    let control = results.rows[0].paired("b2", "b").is_some();
+    let _ = writeln!(
+        out,
+        "### Throughput (ops/s, median of rounds)\n\n\
+         Ratios are the median over rounds of the two clients' ops/s in the same round.\n\n\
+         | workload | {} | (a)/(b) |{}",
+        labels.join(" | "),
+        if control { " (b′)/(b) |" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "|---|{}---|{}",
+        "---|".repeat(labels.len()),
+        if control { "---|" } else { "" }
+    );
+    for row in &results.rows {
+        let cells: Vec<String> = row.cells.iter().map(|c| format!("{:.0}", c.2)).collect();
+        let control = row
+            .paired("b2", "b")
+            .map_or(String::new(), |r| format!(" {r:.3} |"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.3} |{control}",
+            row.workload.name(),
+            cells.join(" | "),
+            row.throughput_ratio()
+        );
+    }
+    let geomean = |f: &dyn Fn(&Row) -> Option<f64>| {
+        let logs: Vec<f64> = results.rows.iter().filter_map(f).map(f64::ln).collect();
+        (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp()
+    };
+    let _ = writeln!(
+        out,
+        "\nGeometric mean over the workloads: (a)/(b) {:.3}{}.",
+        geomean(&|r| Some(r.throughput_ratio())),
+        if control {
+            format!(
+                ", (b′)/(b) {:.3}; (b′)/(b) ranges from {:.3} to {:.3}: two identical clients \
+                 differ by that much here",
+                geomean(&|r| r.paired("b2", "b")),
+                results
+                    .rows
+                    .iter()
+                    .filter_map(|r| r.paired("b2", "b"))
+                    .fold(f64::INFINITY, f64::min),
+                results
+                    .rows
+                    .iter()
+                    .filter_map(|r| r.paired("b2", "b"))
+                    .fold(0.0, f64::max)
+            )
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        out,
+        "\n### Latency (µs: p50 / p99 / p99.9, every operation of every round)\n\n| workload | {} | p99 (a)/(b) |",
+        labels.join(" | ")
+    );
+    let _ = writeln!(out, "|---|{}---|", "---|".repeat(labels.len()));
+    for row in &results.rows {
+        let cells: Vec<String> = row
+            .cells
+            .iter()
+            .map(|c| {
+                let h = &c.3.latency;
+                format!(
+                    "{} / {} / {}",
+                    h.value_at_quantile(0.5),
+                    h.value_at_quantile(0.99),
+                    h.value_at_quantile(0.999)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.3} |",
+            row.workload.name(),
+            cells.join(" | "),
+            row.ratio(|c| c.3.latency.value_at_quantile(0.99) as f64)
+        );
+    }
+    out
+}
+
+fn machine() -> String {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or("unknown".to_owned(), |s| s.trim().to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or("unknown".to_owned(), |kib| {
+            format!("{:.0} GiB", kib as f64 / 1024.0 / 1024.0)
+        });
+    let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores available, {memory} memory, Linux {kernel}, {rustc}, release build"
+    )
+}
+
+/// `benchmarks.md`: method, machine, tables, events, set-up, signing, and
+/// each target with whether it was met.
+pub(crate) fn markdown(results: &Results, chart: &str) -> String {
+    let run = &results.events;
+    let throughput = results
+        .rows
+        .iter()
+        .map(|r| (r.throughput_ratio(), r.workload.name()))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap();
+    let p99 = results
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.ratio(|c| c.3.latency.value_at_quantile(0.99) as f64),
+                r.workload.name(),
+            )
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap();
+    let sign = median_f(&results.sign_ns);
+    let (setup_iam, setup_password) = (
+        median_u(&results.setup_iam_us),
+        median_u(&results.setup_password_us),
+    );
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Benchmarks\n\n\
+         Generated by `cargo run --release --example bench -- --report docs`{}; do not edit by \
+         hand.\n\n\
+         Machine: {}. Server: {} behind the local stack's TLS front (TLS 1.3, IAM token \
+         verification), all on loopback; the stack, the server and the clients share the \
+         machine.\n",
+        if results.quick { " (quick mode)" } else { "" },
+        machine(),
+        results.server_version
+    );
+    let _ = writeln!(
+        out,
+        "## Method\n\n\
+         One process, one run, one stack and one Valkey for every client:\n\n\
+         - (a) this crate's `Pool` with IAM authentication (replication group, standalone \
+           connections);\n\
+         - (b) a `bb8-redis` pool with password (ACL) authentication through the same TLS front. \
+           bb8's `PING` on every checkout is turned off, as our pool does not ping either, and \
+           both pools have 64 connections at most and are warmed up before measuring. bb8-redis \
+           cannot be given a CA file, so it skips certificate verification (`#insecure`); that \
+           only changes the handshake, not steady state;\n\
+         - (b′) a second pool exactly like (b), measured the same way: (b′)/(b) is the noise \
+           floor, how far two identical clients differ on this machine (full mode only);\n\
+         - (c) one redis-rs multiplexed connection through the front, shared by all workers \
+           (pipelining ceiling);\n\
+         - (d) one multiplexed connection to Valkey directly, without TLS (reference).\n\n\
+         Each worker checks out a connection (pools), sends one command, waits for its reply \
+         and gives the connection back, in a loop; each operation is timed from before the \
+         checkout to after the reply. {}. Clients take turns within a workload (a b b′ c d, then \
+         d c b′ b a), so drift in the machine's speed falls on all of them. Throughput is the \
+         median over rounds; latency quantiles are over every operation of every round \
+         (HdrHistogram, microseconds).\n",
+        results.plan_text
+    );
+    let _ = writeln!(out, "## Steady state\n\n{}", tables(results));
+    let _ = writeln!(
+        out,
+        "## Rotation, re-authentication and recycling\n\n\
+         The IAM pool with the lifecycle scaled to seconds (token every 2 s, re-auth after \
+         3.6-4 s, replacement by 5.7-6 s), {} workers doing {} for {} s. The workers run 6 s \
+         and rest 7 s in turn, so that the connections pass their deadline while idle, are \
+         closed, and are replaced when the load returns (a connection in use is \
+         re-authenticated instead and never reaches its deadline). Operations are grouped by \
+         completion time into {} ms windows; a window containing a rotation, re-auth, recycle \
+         or new connection is an event window.\n\n\
+         | | |\n|---|---|\n\
+         | rotations / re-auths / recycles / new connections | {} / {} / {} / {} |\n\
+         | event windows | {} of {} |\n\
+         | operations / errors | {} / {} |\n\
+         | p99.9 in event windows | {} µs |\n\
+         | p99.9 in other windows | {} µs |\n\
+         | ratio | {:.2} |\n\n\
+         ![latency over time]({chart})\n",
+        run.workload.concurrency,
+        run.workload.name(),
+        run.windows.last().map_or(0.0, |w| w.start_s).round(),
+        run.window.as_millis(),
+        run.count(Event::Rotation),
+        run.count(Event::Reauth),
+        run.count(Event::Recycle),
+        run.count(Event::Reconnect),
+        run.event_windows,
+        run.windows.len(),
+        run.ops,
+        run.errors,
+        run.event_p999_us,
+        run.steady_p999_us,
+        run.ratio()
+    );
+    let _ = writeln!(
+        out,
+        "## Connection set-up and signing\n\n\
+         | | median | min | max |\n|---|---|---|---|\n\
+         | new IAM connection (TCP, TLS, `HELLO 3 AUTH` with a token) | {setup_iam} µs | {} µs | {} µs |\n\
+         | new password connection (same pool code, same TLS) | {setup_password} µs | {} µs | {} µs |\n\
+         | signing one token | {:.0} ns | {:.0} ns | {:.0} ns |\n\n\
+         A new connection is opened by a checkout while every existing one is held. The token \
+         comes from the refresher's memory, so an IAM connection costs the same round trips \
+         as a password one; the difference is the server verifying the token.\n",
+        results.setup_iam_us.iter().min().unwrap_or(&0),
+        results.setup_iam_us.iter().max().unwrap_or(&0),
+        results.setup_password_us.iter().min().unwrap_or(&0),
+        results.setup_password_us.iter().max().unwrap_or(&0),
+        sign,
+        results
+            .sign_ns
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min),
+        results.sign_ns.iter().copied().fold(0.0, f64::max),
+    );
+    let _ = writeln!(
+        out,
+        "## Targets\n\n\
+         | target | measured | |\n|---|---|---|\n\
+         | (a)/(b) throughput ≥ {THROUGHPUT_TARGET} on every workload | {:.3} (lowest: {}) | {} |\n\
+         | (a)/(b) p99 ≤ {P99_TARGET} | {:.3} (highest: {}) | {} |\n\
+         | p99.9 in event windows ≤ {EVENT_P999_TARGET} × steady state | {:.2} | {} |\n\
+         | signing ≤ 10 µs per token | {:.1} µs | {} |",
+        throughput.0,
+        throughput.1,
+        verdict(throughput.0 >= THROUGHPUT_TARGET),
+        p99.0,
+        p99.1,
+        verdict(p99.0 <= P99_TARGET),
+        run.ratio(),
+        verdict(run.ratio() <= EVENT_P999_TARGET),
+        sign / 1000.0,
+        verdict(sign <= SIGN_TARGET_NS),
+    );
+    out
+}
