@@ -1,12 +1,13 @@
 //! Soak under the scaled 12-hour rule: the stack cuts connections 8 s after
 //! their last authentication; tokens rotate every 2 s, connections
-//! re-authenticate after 4 s and are replaced by 6 s. 32 workers for
-//! `SOAK_SECS` seconds (60 by default; the long form is
-//! `SOAK_SECS=600 cargo test --release --test soak -- --nocapture`).
+//! re-authenticate after 4 s and are replaced by 6 s. 32 workers for a
+//! warm-up of 45 s (or a quarter of the measured time if longer), then
+//! `SOAK_SECS` measured seconds (60 by default; the long form is
+//! `SOAK_SECS=600 cargo test --test soak -- --nocapture`).
 //!
 //! Zero failed commands, zero forced disconnects, resident memory growing
-//! less than 5 % after the warm-up, and the number of live tokio tasks
-//! without an upward trend.
+//! less than 5 % from the start to the end of the measured part, and the
+//! number of live tokio tasks without an upward trend.
 
 #![cfg(target_os = "linux")]
 
@@ -39,8 +40,12 @@ async fn scaled_rule_soak() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
-    let span = Duration::from_secs(secs);
-    let warmup = span / 4;
+    // Resident memory settles about 45 s after the start (allocator arenas,
+    // connection buffers: 28.9 MB at 1 s, 31.5 MB from 45 s on, flat after
+    // that in a 10-minute run), so the warm-up is at least that long; the
+    // measured part comes after it.
+    let warmup = Duration::from_secs((secs / 4).max(45));
+    let span = warmup + Duration::from_secs(secs);
     let (stack, pool) = scaled_stack_and_pool(StackConfig::serverless("soak-cache"), 32).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -70,6 +75,12 @@ async fn scaled_rule_soak() {
         .iter()
         .filter(|s| s.0 >= warmup.as_secs_f64() && s.0 <= span.as_secs_f64())
         .collect();
+    let series: Vec<String> = samples
+        .iter()
+        .step_by(5)
+        .map(|s| format!("{:.0}s {} KiB {} tasks", s.0, s.1, s.2))
+        .collect();
+    println!("every 5 s: {}", series.join(", "));
     assert!(after.len() >= 10, "{samples:?}");
     let third = after.len() / 3;
     let rss: Vec<u64> = after.iter().map(|s| s.1).collect();
@@ -78,9 +89,10 @@ async fn scaled_rule_soak() {
     let (tasks_start, tasks_end) = (mean(&tasks[..third]), mean(&tasks[tasks.len() - third..]));
     let growth = rss_end / rss_start - 1.0;
     println!(
-        "{secs} s, 32 workers: {} ok, {} failed; rotations {:?}, counts {:?}; stack {stats:?}\n\
+        "{}s warm-up + {secs} s, 32 workers: {} ok, {} failed; rotations {:?}, counts {:?}; stack {stats:?}\n\
          after warm-up: RSS {rss_start:.0} -> {rss_end:.0} KiB ({:+.2} %), min {} max {} KiB; \
          live tasks {tasks_start:.1} -> {tasks_end:.1}, min {} max {}",
+        warmup.as_secs(),
         report.ok,
         report.failures.len(),
         health.token.as_ref().map(|t| t.rotations),
@@ -97,7 +109,7 @@ async fn scaled_rule_soak() {
         "{:?}",
         &report.failures[..report.failures.len().min(10)]
     );
-    assert!(report.ok as u64 > secs * 100, "{}", report.ok);
+    assert!(report.ok as u64 > span.as_secs() * 100, "{}", report.ok);
     assert_eq!(stats.forced_disconnects, 0, "{stats:?}");
     assert_eq!(stats.failed_total(), 0, "{stats:?}");
     // The lifecycle really ran: re-auths and rotations throughout.
