@@ -141,6 +141,11 @@ impl Row {
     pub(crate) fn throughput_ratio(&self) -> f64 {
         self.paired("a", "b").unwrap_or(f64::NAN)
     }
+
+    /// (a)/(b) p99 latency, over every operation of every round.
+    pub(crate) fn p99_ratio(&self) -> f64 {
+        self.ratio(|c| c.3.latency.value_at_quantile(0.99) as f64)
+    }
 }
 
 /// Everything measured, for the report.
@@ -153,6 +158,43 @@ pub(crate) struct Results {
     pub(crate) server_version: String,
     pub(crate) quick: bool,
     pub(crate) plan_text: String,
+}
+
+impl Results {
+    /// The lowest and highest of `f` over the workloads where it is known.
+    pub(crate) fn spread(&self, f: impl Fn(&Row) -> Option<f64>) -> Option<(f64, f64)> {
+        let values: Vec<f64> = self.rows.iter().filter_map(f).collect();
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(0.0, f64::max);
+        (!values.is_empty()).then_some((min, max))
+    }
+
+    /// The workload where `f` is lowest (`lowest`) or highest: the value and
+    /// the workload's name.
+    fn extreme(&self, f: impl Fn(&Row) -> f64, lowest: bool) -> (f64, String) {
+        let mut best: Option<(f64, String)> = None;
+        for row in &self.rows {
+            let value = f(row);
+            let better = match &best {
+                None => !value.is_nan(),
+                Some((b, _)) => (lowest && value < *b) || (!lowest && value > *b),
+            };
+            if better {
+                best = Some((value, row.workload.name()));
+            }
+        }
+        best.unwrap_or((f64::NAN, String::new()))
+    }
+
+    /// The lowest (a)/(b) throughput ratio, and its workload.
+    pub(crate) fn lowest_throughput_ratio(&self) -> (f64, String) {
+        self.extreme(Row::throughput_ratio, true)
+    }
+
+    /// The highest (a)/(b) p99 ratio, and its workload.
+    pub(crate) fn highest_p99_ratio(&self) -> (f64, String) {
+        self.extreme(Row::p99_ratio, false)
+    }
 }
 
 fn credentials() -> Credentials {
@@ -427,16 +469,8 @@ async fn main() {
         .flat_map(|r| r.cells.iter().map(|c| c.3.errors))
         .sum::<u64>()
         + results.events.errors;
-    let throughput = results
-        .rows
-        .iter()
-        .map(Row::throughput_ratio)
-        .fold(f64::INFINITY, f64::min);
-    let p99 = results
-        .rows
-        .iter()
-        .map(|r| r.ratio(|c| c.3.latency.value_at_quantile(0.99) as f64))
-        .fold(0.0, f64::max);
+    let (throughput, _) = results.lowest_throughput_ratio();
+    let (p99, _) = results.highest_p99_ratio();
     let summary = json!({
         "throughput_ratio_iam_vs_plain": round3(throughput),
         "p99_ratio_iam_vs_plain": round3(p99),

@@ -105,24 +105,13 @@ pub(crate) fn tables(results: &Results) -> String {
         out,
         "\nGeometric mean over the workloads: (a)/(b) {:.3}{}.",
         geomean(&|r| Some(r.throughput_ratio())),
-        if control {
-            format!(
-                ", (b′)/(b) {:.3}; (b′)/(b) ranges from {:.3} to {:.3}: two identical clients \
-                 differ by that much here",
+        match results.spread(|r| r.paired("b2", "b")) {
+            Some((low, high)) => format!(
+                ", (b′)/(b) {:.3}; (b′)/(b) ranges from {low:.3} to {high:.3}: two identical \
+                 clients differ by that much here",
                 geomean(&|r| r.paired("b2", "b")),
-                results
-                    .rows
-                    .iter()
-                    .filter_map(|r| r.paired("b2", "b"))
-                    .fold(f64::INFINITY, f64::min),
-                results
-                    .rows
-                    .iter()
-                    .filter_map(|r| r.paired("b2", "b"))
-                    .fold(0.0, f64::max)
-            )
-        } else {
-            String::new()
+            ),
+            None => String::new(),
         }
     );
     let _ = writeln!(
@@ -150,7 +139,7 @@ pub(crate) fn tables(results: &Results) -> String {
             "| {} | {} | {:.3} |",
             row.workload.name(),
             cells.join(" | "),
-            row.ratio(|c| c.3.latency.value_at_quantile(0.99) as f64)
+            row.p99_ratio()
         );
     }
     out
@@ -187,23 +176,8 @@ fn machine() -> String {
 /// each target with whether it was met.
 pub(crate) fn markdown(results: &Results, chart: &str) -> String {
     let run = &results.events;
-    let throughput = results
-        .rows
-        .iter()
-        .map(|r| (r.throughput_ratio(), r.workload.name()))
-        .min_by(|a, b| a.0.total_cmp(&b.0))
-        .unwrap();
-    let p99 = results
-        .rows
-        .iter()
-        .map(|r| {
-            (
-                r.ratio(|c| c.3.latency.value_at_quantile(0.99) as f64),
-                r.workload.name(),
-            )
-        })
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .unwrap();
+    let throughput = results.lowest_throughput_ratio();
+    let p99 = results.highest_p99_ratio();
     let sign = median_f(&results.sign_ns);
     let (setup_iam, setup_password) = (
         median_u(&results.setup_iam_us),
@@ -330,12 +304,6 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
 /// numbers.
 fn misses(results: &Results, throughput: f64, p99: f64, sign_ns: f64) -> String {
     let rows = &results.rows;
-    let range = |f: &dyn Fn(&Row) -> Option<f64>| {
-        let values: Vec<f64> = rows.iter().filter_map(f).collect();
-        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = values.iter().copied().fold(0.0, f64::max);
-        (!values.is_empty()).then_some((min, max))
-    };
     let p99_of = |row: &Row, key: &str| {
         row.cell(key)
             .map(|c| c.3.latency.value_at_quantile(0.99) as f64)
@@ -352,8 +320,8 @@ fn misses(results: &Results, throughput: f64, p99: f64, sign_ns: f64) -> String 
         })
         .collect();
     let median_p50_excess = crate::median_f(&p50_excess) * 100.0;
-    let control = range(&|r| r.paired("b2", "b"));
-    let control_p99 = range(&|r| Some(p99_of(r, "b2")? / p99_of(r, "b")?));
+    let control = results.spread(|r| r.paired("b2", "b"));
+    let control_p99 = results.spread(|r| Some(p99_of(r, "b2")? / p99_of(r, "b")?));
     let mut out = String::new();
     if throughput < THROUGHPUT_TARGET || p99 > P99_TARGET {
         let _ = write!(
