@@ -271,6 +271,7 @@ impl Connection {
         let shared = self.shared.clone();
         let reauth = self.authenticated;
         if reauth && self.in_multi {
+            shared.stats.auth_failed("reauth_in_multi");
             return Action::Reply(resp::error(
                 "ERR AUTH is not allowed inside MULTI (IAM re-authentication)",
             ));
