@@ -15,17 +15,21 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// An example's binary, built on demand when a test runs on its own.
+/// An example's binary, built (or found up to date) by cargo first, so that
+/// a test never runs a binary left over from older sources.
 pub fn example(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
     let path = dir.join("examples").join(name);
-    if !path.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", name])
+            .args(["build", "--quiet", "--all-features", "--example", name])
             .status()
             .unwrap();
         assert!(status.success(), "cargo build --example {name}");
+        built.push(name.to_owned());
     }
     path
 }
