@@ -551,3 +551,134 @@ async fn from_an_sdk_config() {
     );
     assert_eq!(credentials.calls().len(), 1);
 }
+
+/// The runtime that built a refresher shuts down while its refreshes are
+/// failing (and with it the background task that would retry them): reads
+/// on another runtime sign for themselves instead of failing for good.
+#[test]
+fn a_refresher_outlives_the_runtime_that_built_it() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    let (refresher, clock) = first.block_on(async {
+        let clock = TokioWallClock::new(start());
+        let provider = ScriptedCredentials::long_term(clock.clone());
+        let refresher = start_refresher(&provider, &clock).await;
+        // The credential source is down from minute 20 to 30; at minute 20
+        // the token has run out and a signing fails.
+        provider.fail_between(start() + 20 * MINUTE, start() + 30 * MINUTE);
+        clock.jump(20 * MINUTE);
+        assert!(refresher.refresh_now().await.is_err());
+        assert!(
+            refresher.token().await.is_err(),
+            "failing, retried by the task"
+        );
+        (refresher, clock)
+    });
+    drop(first);
+    clock.jump(15 * MINUTE); // the source is back
+    let second = runtime();
+    let token = second
+        .block_on(refresher.token())
+        .expect("a read on another runtime signs for itself");
+    assert!(token.usable_until() > clock.now() + SAFETY_MARGIN);
+    assert_eq!(refresher.status().consecutive_failures, 0);
+}
+
+/// A credentials provider that panics on its second call, in
+/// `provide_credentials` itself (`sync`) or in the future it returns, and
+/// otherwise hands out static test credentials.
+#[derive(Debug)]
+struct PanicsOnSecondCall {
+    sync: bool,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl aws_credential_types::provider::ProvideCredentials for PanicsOnSecondCall {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        assert!(
+            !(self.sync && call == 2),
+            "a provider bug, before any future"
+        );
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            assert!(self.sync || call != 2, "a provider bug, in its future");
+            Ok(aws_credential_types::Credentials::for_tests())
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_provider_fails_one_cycle_and_nothing_else() {
+    for sync in [false, true] {
+        let clock = TokioWallClock::new(start());
+        let refresher = TokenRefresher::builder()
+            .serverless_cache("my-cache")
+            .user_id("app-user")
+            .region("us-east-1")
+            .credentials_provider(PanicsOnSecondCall {
+                sync,
+                calls: Default::default(),
+            })
+            .time_source(clock.clone())
+            .build()
+            .await
+            .unwrap();
+        sleep(Duration::from_secs(2)).await; // past refresh_now's one-second merge
+        let err = refresher.refresh_now().await.map(|_| ()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Credentials, "{err}");
+        assert!(err.to_string().contains("panicked"), "{err}");
+        // The background task lives on and recovers.
+        sleep(5 * MINUTE).await;
+        let status = refresher.status();
+        assert_eq!(status.consecutive_failures, 0, "sync {sync}: {status:?}");
+        assert!(refresher.token().await.is_ok());
+    }
+}
+
+/// The same when the runtime that built the refresher lives on but is no
+/// longer driven (a `block_on` that returned): its task's planned retry is
+/// overdue, and a read elsewhere signs for itself.
+#[test]
+fn a_refresher_outlives_a_runtime_that_is_no_longer_driven() {
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (refresher, clock) = first.block_on(async {
+        let clock = TokioWallClock::new(start());
+        let provider = ScriptedCredentials::long_term(clock.clone());
+        let refresher = start_refresher(&provider, &clock).await;
+        provider.fail_between(start() + 20 * MINUTE, start() + 30 * MINUTE);
+        clock.jump(20 * MINUTE);
+        assert!(refresher.refresh_now().await.is_err());
+        // Let the background task plan its retry (1-2 s away).
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            refresher.token().await.is_err(),
+            "failing, retried by the task"
+        );
+        (refresher, clock)
+    });
+    clock.jump(15 * MINUTE); // the source is back; the retry is long overdue
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let token = second
+        .block_on(refresher.token())
+        .expect("a read on another runtime signs for itself");
+    assert!(token.usable_until() > clock.now() + SAFETY_MARGIN);
+    drop(first);
+}

@@ -22,12 +22,14 @@ mod task;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_smithy_async::time::SharedTimeSource;
+use futures_util::FutureExt;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -68,6 +70,9 @@ const RESIGN_LEAD: Duration = Duration::from_secs(90);
 /// this far apart.
 const MIN_RESIGN_GAP: Duration = Duration::from_secs(5);
 
+/// A background retry this late means the task is not running.
+const STALL_GRACE: Duration = Duration::from_secs(5);
+
 /// A credentials provider that has not answered after this long has failed.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -107,12 +112,49 @@ pub struct TokenRefresher {
 /// Owns the background task: dropping the last handle aborts it.
 struct Handle {
     shared: Arc<Shared>,
-    task: AbortHandle,
+    task: Mutex<AbortHandle>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.task.abort();
+        self.task.lock().unwrap_or_else(|e| e.into_inner()).abort();
+    }
+}
+
+impl Handle {
+    /// Whether the background task has stopped doing its job: it ended (its
+    /// runtime shut down, or it panicked), or its planned retry is overdue
+    /// (its runtime is no longer driven). If so, and this is called on a
+    /// runtime, a new task is started there. Reads then run a signing cycle
+    /// themselves rather than wait for retries that no task makes.
+    fn task_stalled(&self, now: SystemTime) -> bool {
+        // Taken, so that concurrent reads restart the task once.
+        let overdue = {
+            let mut state = self.shared.state();
+            let overdue = state.retry_due.is_some_and(|due| now > due + STALL_GRACE);
+            if overdue {
+                state.retry_due = None;
+            }
+            overdue
+        };
+        let mut task = self.task.lock().unwrap_or_else(|e| e.into_inner());
+        if !task.is_finished() && !overdue {
+            return false;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return true;
+        };
+        task.abort();
+        *task = runtime
+            .spawn(task::run(Arc::clone(&self.shared)))
+            .abort_handle();
+        drop(task);
+        tracing::info!(
+            target_name = %self.shared.signer.target(),
+            "the token refresher's background task had stopped (its runtime shut down or is \
+             no longer driven); started again on the current runtime"
+        );
+        true
     }
 }
 
@@ -149,6 +191,9 @@ struct State {
     last_error: Option<Error>,
     /// Where the last credentials came from (see [`source`]).
     credential_source: Option<&'static str>,
+    /// When the background task plans its next retry after a failure (wall
+    /// time); `None` while it is not waiting to retry.
+    retry_due: Option<SystemTime>,
 }
 
 /// Why a cycle ran, for its tracing span.
@@ -179,7 +224,10 @@ impl TokenRefresher {
         let shared = Arc::new(shared);
         let task = tokio::spawn(task::run(Arc::clone(&shared))).abort_handle();
         Self {
-            handle: Arc::new(Handle { shared, task }),
+            handle: Arc::new(Handle {
+                shared,
+                task: Mutex::new(task),
+            }),
         }
     }
 
@@ -199,17 +247,19 @@ impl TokenRefresher {
     /// one retry does.
     pub async fn token(&self) -> Result<AuthToken, Error> {
         let shared = self.shared();
-        let seen = {
+        let now = shared.wall.now();
+        let (seen, failing) = {
             let state = shared.state();
-            let now = shared.wall.now();
             if let Some(token) = state.fresh(now) {
                 return Ok(token.clone());
             }
-            if state.consecutive_failures > 0 {
-                return Err(state.unavailable(shared, now));
-            }
-            state.generation
+            (state.generation, state.consecutive_failures > 0)
         };
+        // The background task is retrying: wait for it, unless it stopped
+        // (then nobody retries but this read).
+        if failing && !self.handle.task_stalled(now) {
+            return Err(shared.state().unavailable(shared, now));
+        }
         match shared.join_or_run(seen, Trigger::Read).await {
             Ok(token) => Ok(token),
             Err(_) => {
@@ -320,28 +370,36 @@ impl Shared {
     }
 
     async fn fetch_and_sign(&self) -> Result<AuthToken, Error> {
-        let credentials =
-            match tokio::time::timeout(PROVIDER_TIMEOUT, self.provider.provide_credentials()).await
-            {
-                Ok(Ok(credentials)) => credentials,
-                Ok(Err(err)) => {
-                    return Err(Error::credentials(format!(
-                        "the credentials provider failed{}: {}",
-                        self.last_source(),
-                        display_chain(&err)
-                    ))
-                    .with_source(err));
-                }
-                Err(_) => {
-                    return Err(Error::credentials(format!(
-                        "the credentials provider did not answer within {} s{}: check the \
+        // A provider that panics fails this cycle like one that errs, instead
+        // of ending the task (or the caller) that runs it.
+        let call =
+            AssertUnwindSafe(async { self.provider.provide_credentials().await }).catch_unwind();
+        let credentials = match tokio::time::timeout(PROVIDER_TIMEOUT, call).await {
+            Ok(Ok(Ok(credentials))) => credentials,
+            Ok(Err(_panic)) => {
+                return Err(Error::credentials(format!(
+                    "the credentials provider panicked{}",
+                    self.last_source()
+                )));
+            }
+            Ok(Ok(Err(err))) => {
+                return Err(Error::credentials(format!(
+                    "the credentials provider failed{}: {}",
+                    self.last_source(),
+                    display_chain(&err)
+                ))
+                .with_source(err));
+            }
+            Err(_) => {
+                return Err(Error::credentials(format!(
+                    "the credentials provider did not answer within {} s{}: check the \
                          credential source (container or instance metadata endpoint, STS, \
                          profile) is reachable",
-                        PROVIDER_TIMEOUT.as_secs(),
-                        self.last_source(),
-                    )));
-                }
-            };
+                    PROVIDER_TIMEOUT.as_secs(),
+                    self.last_source(),
+                )));
+            }
+        };
         self.state().credential_source = source::describe(&credentials);
         let now = self.wall.now();
         let token = self.signer.sign(&credentials, now)?;

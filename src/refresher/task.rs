@@ -35,29 +35,33 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 // flight. The outcome is recorded in the shared state (and
                 // logged) by the cycle itself; the plan reads it from there.
                 if shared.state().generation == planned_after {
+                    shared.state().retry_due = None;
                     let _ = shared.join_or_run(planned_after, Trigger::Schedule).await;
                 }
             }
             () = shared.cycle_done.notified() => {}
         }
-        let state = shared.state();
+        let mut state = shared.state();
         if state.generation == planned_after {
             continue;
         }
         planned_after = state.generation;
-        due = match &state.last_outcome {
+        let (next, retry_due) = match &state.last_outcome {
             Some(Ok(token)) => {
                 backoff = None;
-                next_rotation(&shared, token)
+                (next_rotation(&shared, token), None)
             }
             Some(Err(_)) | None => {
                 let delay = backoff
                     .get_or_insert_with(retry_backoff)
                     .next()
                     .unwrap_or(Duration::from_secs(30));
-                monotonic_now() + delay
+                (monotonic_now() + delay, Some(shared.wall.now() + delay))
             }
         };
+        due = next;
+        // Reads check that a retry happens when planned (`task_stalled`).
+        state.retry_due = retry_due;
     }
 }
 
