@@ -9,9 +9,10 @@ use zeroize::Zeroizing;
 
 use crate::env::{duration_var, var};
 use crate::error::{Error, quoted};
+use crate::life::DEADLINE_JITTER;
 use crate::refresher::{
-    DEFAULT_REAUTH_AFTER, DEFAULT_ROTATION_INTERVAL, MAX_AUTH_AGE, REAUTH_AFTER_ENV,
-    REFRESH_INTERVAL_ENV, check_reauth_after, check_rotation_interval,
+    DEFAULT_REAUTH_AFTER, DEFAULT_ROTATION_INTERVAL, REAUTH_AFTER_ENV, REFRESH_INTERVAL_ENV,
+    check_reauth_after, check_rotation_interval,
 };
 use crate::region::validate_region;
 use crate::target::{Target, TargetKind, UserId};
@@ -106,9 +107,10 @@ pub enum TlsVersion {
 pub struct Lifecycle {
     /// How often the IAM token is re-signed. Defaults to 10 minutes.
     pub token_refresh_interval: Duration,
-    /// A connection idle in the pool re-authenticates at checkout once this
-    /// long has passed since its last authentication (each connection picks
-    /// 90-100 % of it). Defaults to 10 hours.
+    /// A connection re-authenticates once this long has passed since its
+    /// last authentication (each connection picks 90-100 % of it): at
+    /// checkout if it is idle, with its holder's next command if it is held.
+    /// Defaults to 10 hours.
     pub reauth_after: Duration,
     /// A connection is replaced once this old (each picks 95-100 % of it).
     /// Defaults to 11.5 hours; always under the 12-hour cut.
@@ -125,28 +127,67 @@ impl Default for Lifecycle {
     }
 }
 
-/// Where and how to connect.
+/// Where and how to connect: validated as a whole by
+/// [`ConnectionConfigBuilder::build`], and read-only after that, so that a
+/// configuration that was accepted stays valid (no IAM without TLS, no
+/// lifecycle past the 12-hour cut):
+///
+/// ```compile_fail
+/// let mut config = elasticache_iam::ConnectionConfig::from_url("rediss://cache.example")?;
+/// config.tls = None; // private: read it with `config.tls()`
+/// # Ok::<(), elasticache_iam::Error>(())
+/// ```
 #[derive(Clone, Debug)]
-#[non_exhaustive]
 pub struct ConnectionConfig {
-    /// The endpoint's host name (verified against its certificate under TLS).
-    pub host: String,
-    /// The endpoint's port. Defaults to 6379.
-    pub port: u16,
-    /// The database number (node-based caches only). Defaults to 0.
-    pub db: i64,
-    /// How connections authenticate.
-    pub auth: Auth,
-    /// TLS settings; `None` connects in plain text (not allowed with IAM).
-    pub tls: Option<TlsOptions>,
-    /// Token rotation, re-authentication and recycling.
-    pub lifecycle: Lifecycle,
+    host: String,
+    port: u16,
+    db: i64,
+    auth: Auth,
+    tls: Option<TlsOptions>,
+    lifecycle: Lifecycle,
 }
 
 impl ConnectionConfig {
     /// A builder.
     pub fn builder() -> ConnectionConfigBuilder {
         ConnectionConfigBuilder::default()
+    }
+
+    /// The endpoint's host name (verified against its certificate under TLS).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The endpoint's port. Defaults to 6379.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The database number (node-based caches only). Defaults to 0.
+    pub fn db(&self) -> i64 {
+        self.db
+    }
+
+    /// How connections authenticate. With IAM, the user id is the one that
+    /// is signed, sent with `AUTH` and reported: ASCII-lowercased for
+    /// ElastiCache (which stores user ids lowercase), as given for MemoryDB.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// TLS settings; `None` connects in plain text (never with IAM).
+    pub fn tls(&self) -> Option<&TlsOptions> {
+        self.tls.as_ref()
+    }
+
+    /// Token rotation, re-authentication and recycling.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// `host:port`, for messages.
+    pub(crate) fn endpoint(&self) -> String {
+        format!("{}:{}", self.host, self.port)
     }
 
     /// Configuration from a URL, `redis[s]://[user[:password]@]host[:port][/db]`.
@@ -452,6 +493,23 @@ impl ConnectionConfigBuilder {
                 "host is required: set REDIS_URL or REDIS_HOST (the cache's endpoint)",
             )
         })?;
+        if host.trim().is_empty() {
+            return Err(Error::config(
+                "host",
+                "host must not be empty: set the cache's endpoint host name",
+            ));
+        }
+        let port = self.port.unwrap_or(DEFAULT_PORT);
+        if port == 0 {
+            return Err(Error::config("port", "port must be 1-65535, not 0"));
+        }
+        let db = self.db.unwrap_or(0);
+        if db < 0 {
+            return Err(Error::config(
+                "db",
+                format!("db must be a database number (0 or more); got {db}"),
+            ));
+        }
         let tls = self
             .tls
             .unwrap_or(false)
@@ -517,7 +575,11 @@ impl ConnectionConfigBuilder {
                     "IAM authentication needs a user id: set ELASTICACHE_USER_ID",
                 )
             })?;
-            let user_id = UserId::new(&user_id).map_err(|e| e.with_parameter(parameter))?;
+            // One value from here on: what the target kind signs is what
+            // AUTH sends and what the checklist names.
+            let user_id = UserId::new(&user_id)
+                .map_err(|e| e.with_parameter(parameter))?
+                .normalized_for(target.kind());
             let (region, parameter) = self.region.ok_or_else(|| {
                 Error::config(
                     "region",
@@ -541,8 +603,8 @@ impl ConnectionConfigBuilder {
         let lifecycle = lifecycle(self.lifecycle)?;
         Ok(ConnectionConfig {
             host,
-            port: self.port.unwrap_or(DEFAULT_PORT),
-            db: self.db.unwrap_or(0),
+            port,
+            db,
             auth,
             tls,
             lifecycle,
@@ -563,25 +625,22 @@ fn lifecycle(given: [Option<(Duration, &'static str)>; 3]) -> Result<Lifecycle, 
     let (max_age, max_age_name) = pick(MAX_AGE, defaults.max_connection_age, "max_connection_age");
     let refresh = check_rotation_interval(refresh, refresh_name)?;
     let reauth = check_reauth_after(reauth, reauth_name)?;
-    let fail = |name: &'static str, rule: &str, value: Duration| {
-        Err(Error::config(
-            name,
-            format!("{name} {rule}; got {}", humantime::format_duration(value)),
-        ))
-    };
-    if max_age >= MAX_AUTH_AGE {
-        return fail(
-            max_age_name,
-            "must be less than 12h (the server's cut)",
-            max_age,
-        );
-    }
-    if reauth >= max_age {
-        return fail(
+    // Under the server's 12-hour cut, and long enough to be a lifetime.
+    let max_age = check_reauth_after(max_age, max_age_name)?;
+    // Each connection's deadline falls at 95-100 % of the maximum age, its
+    // re-auth point at up to 100 % of reauth_after: the latter must come
+    // first for every connection.
+    let earliest_deadline = max_age.mul_f64(DEADLINE_JITTER);
+    if reauth >= earliest_deadline {
+        return Err(Error::config(
             reauth_name,
-            "must be less than the maximum connection age (re-authentication comes first)",
-            reauth,
-        );
+            format!(
+                "{reauth_name} must be less than {} (95 % of the maximum connection age: \
+                 re-authentication comes before the earliest deadline); got {}",
+                humantime::format_duration(earliest_deadline),
+                humantime::format_duration(reauth)
+            ),
+        ));
     }
     Ok(Lifecycle {
         token_refresh_interval: refresh,
@@ -654,9 +713,13 @@ fn parse_url(text: &str) -> Result<ParsedUrl, Error> {
         .password()
         .map(|p| decode(p).map(Zeroizing::new))
         .transpose()?;
+    let port = url.port().unwrap_or(DEFAULT_PORT);
+    if port == 0 {
+        return Err(invalid("the port must be 1-65535, not 0"));
+    }
     Ok(ParsedUrl {
         host,
-        port: url.port().unwrap_or(DEFAULT_PORT),
+        port,
         db,
         tls,
         username,

@@ -1,50 +1,111 @@
-//! A pooled connection and its life: when it must re-authenticate, when it
-//! must be replaced, and whether the server has closed it.
+//! A pooled connection and its command path: per-command reply deadlines
+//! (blocking commands get their block time), session tracking, and
+//! re-authentication while a borrower holds it.
 //!
-//! Two clocks per connection, both on tokio's (pausable) clock:
+//! Every command goes through [`Connection`]'s [`ConnectionLike`]
+//! implementation, which:
 //!
-//! * the **re-auth point**, 90-100 % of `reauth_after` after its last
-//!   successful authentication: at the first checkout past it, it sends
-//!   `AUTH` with the current token;
-//! * the **deadline**, 95-100 % of `max_connection_age` after its last
-//!   successful authentication, always under the 12-hour cut: past it the
-//!   connection is broken and bb8 replaces it. An idle connection is closed
-//!   at its deadline by the task that drives it, so that no idle connection
-//!   meets the server's cut either.
+//! 1. refuses to send on a connection whose replies can no longer be matched
+//!    to commands (`CLIENT REPLY OFF`, `MONITOR`, `RESET`, a lost
+//!    connection), or that is past its deadline; and refuses a pipeline that
+//!    would itself make them unmatchable, before sending anything;
+//! 2. re-authenticates when the connection's re-auth point has passed and no
+//!    transaction or subscription is open: `AUTH` is queued just before the
+//!    borrower's request and written with it, so it costs no round trip of
+//!    its own;
+//! 3. waits for the reply up to the response timeout plus the request's own
+//!    block time (`BLPOP q 5`: 5 s more; a block time of 0: no limit);
+//! 4. closes the connection at once if the reply does not arrive in time or
+//!    the caller drops the future before it does, so that no later command,
+//!    of this borrower or the next, can receive it;
+//! 5. records the session state the request leaves (see `session`), so that
+//!    the pool replaces a dirty connection instead of handing it on.
 
 use std::fmt;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use backon::ExponentialBackoff;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
-use crate::backoff::{exponential, jittered};
-use crate::clock::monotonic_now;
+use crate::command::{Block, Change, Command};
 use crate::config::Lifecycle;
+use crate::counters::{Counters, bump};
+use crate::life::Life;
+use crate::reauth::{Reauth, Reauthenticator};
+use crate::session::Session;
 
 /// A connection from the pool: run commands on it as on any redis-rs async
 /// connection (it implements [`ConnectionLike`], so [`redis::AsyncCommands`]
 /// and `query_async` work through the pool's guard).
 ///
-/// Give it back (drop the guard) when done: re-authentication and
-/// replacement happen only while a connection is in the pool, so holding one
-/// for hours lets it meet the server's 12-hour cut.
+/// What it guarantees (see the README's "What the pool guarantees"):
+/// blocking commands wait their block time plus the response timeout; a
+/// command whose reply does not arrive (timed out, or its future dropped)
+/// closes the connection, which then refuses further commands; a connection
+/// given back with session state (`MULTI`, `WATCH`, another database,
+/// subscriptions, ...) is closed and replaced, never handed on; a
+/// connection held past its re-auth point re-authenticates with its holder's
+/// next command. A connection held without commands for hours (a
+/// subscriber, `BLPOP 0`) is not re-authenticated and meets the server's
+/// 12-hour cut.
 pub struct Connection {
     pub(crate) inner: Inner,
-    pub(crate) life: std::sync::Arc<Life>,
-    /// The next re-authentication, and the backoff after failed ones.
-    pub(crate) reauth: Reauth,
+    pub(crate) life: Arc<Life>,
+    reauth: Reauth,
+    session: Session,
+    /// The connection failed under a command (I/O error, closed): it takes
+    /// no more commands.
+    pub(crate) failed: bool,
+    settings: Arc<Settings>,
 }
 
 pub(crate) enum Inner {
     Standalone(MultiplexedConnection),
-    Cluster(ClusterConnection),
+    /// Shared with the guard that closes it when a reply is abandoned.
+    Cluster(ClusterSlot),
+}
+
+/// A cluster connection that an abandoned request can close: dropping the
+/// last handle ends redis-rs's cluster task and its node connections.
+#[derive(Clone)]
+pub(crate) struct ClusterSlot(Arc<Mutex<Option<ClusterConnection>>>);
+
+impl ClusterSlot {
+    pub(crate) fn new(connection: ClusterConnection) -> Self {
+        Self(Arc::new(Mutex::new(Some(connection))))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<ClusterConnection>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A handle for one request, unless the connection was closed.
+    fn handle(&self) -> Option<ClusterConnection> {
+        self.lock().clone()
+    }
+
+    fn close(&self) {
+        drop(self.lock().take());
+    }
+}
+
+/// What every connection of a pool shares.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    /// The reply deadline of a command that does not block.
+    pub(crate) response_timeout: Option<Duration>,
+    /// What a re-authentication's `AUTH` may add to a request's deadline
+    /// (IAM answers slowly when it is degraded): the connect timeout.
+    pub(crate) auth_timeout: Duration,
+    /// The configured database.
+    pub(crate) db: i64,
+    /// IAM: re-authentication of standalone connections (redis-rs
+    /// re-authenticates cluster connections itself).
+    pub(crate) reauthenticator: Option<Reauthenticator>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) lifecycle: Lifecycle,
 }
 
 impl fmt::Debug for Connection {
@@ -56,6 +117,7 @@ impl fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("mode", &mode)
             .field("life", &self.life)
+            .field("dirty", &self.session.dirty())
             .finish_non_exhaustive()
     }
 }
@@ -67,12 +129,394 @@ impl Drop for Connection {
     }
 }
 
+/// A request: one command, or a pipeline and the replies wanted from it.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Command(&'a Cmd),
+    Pipeline(&'a Pipeline, usize, usize),
+}
+
+/// A request's replies.
+enum Replies {
+    Command(Value),
+    Pipeline(Vec<Value>),
+}
+
+fn client_error(what: &'static str, detail: String) -> RedisError {
+    RedisError::from((redis::ErrorKind::Client, what, detail))
+}
+
+impl Connection {
+    /// A connection just opened and authenticated; `resp3` is the protocol
+    /// it speaks.
+    pub(crate) fn new(inner: Inner, life: Arc<Life>, settings: Arc<Settings>, resp3: bool) -> Self {
+        let standalone = matches!(inner, Inner::Standalone(_));
+        Self {
+            inner,
+            life,
+            reauth: Reauth::new(&settings.lifecycle),
+            session: Session::new(settings.db, standalone, resp3),
+            failed: false,
+            settings,
+        }
+    }
+
+    /// Whether it must not be handed to another borrower, and why.
+    pub(crate) fn dirty(&self) -> Option<&'static str> {
+        self.session.dirty()
+    }
+
+    /// The `AUTH` to send before the next request, if the re-auth point has
+    /// passed and the session allows it (no transaction or subscription
+    /// open, no identity of the borrower's own).
+    fn reauth_command(&mut self) -> Option<Cmd> {
+        let reauthenticator = self.settings.reauthenticator.as_ref()?;
+        if !matches!(self.inner, Inner::Standalone(_))
+            || !self.reauth.is_due()
+            || !self.session.reauth_allowed()
+        {
+            return None;
+        }
+        reauthenticator.command(&mut self.reauth)
+    }
+
+    /// Records the answer to a re-authentication's `AUTH` (a failed
+    /// transport has failed the request too, and marked the connection).
+    fn answered_auth(&mut self, reply: Option<RedisResult<Value>>) {
+        if let (Some(Ok(reply)), Some(reauthenticator)) = (reply, &self.settings.reauthenticator) {
+            reauthenticator.answered(&reply, &mut self.reauth, &self.life);
+        }
+    }
+
+    /// Refuses to send on a connection that has lost track of its replies,
+    /// was closed, or is past its deadline while held.
+    fn usable(&self) -> RedisResult<()> {
+        if let Some(why) = self.session.untrackable() {
+            return Err(client_error(
+                "this pooled connection takes no more commands",
+                format!(
+                    "after {why} its replies can no longer be matched to commands; it is \
+                     replaced when given back: get another connection from the pool"
+                ),
+            ));
+        }
+        let expired = self.settings.reauthenticator.is_some()
+            && matches!(self.inner, Inner::Standalone(_))
+            && self.life.is_expired();
+        if self.failed || self.life.is_closed() || expired {
+            return Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "this pooled connection was closed (its server went away, a reply did not \
+                 arrive in time, or it reached its deadline without re-authenticating); it is \
+                 replaced when given back: get another connection from the pool",
+            )));
+        }
+        Ok(())
+    }
+
+    /// The reply deadline for a request that may block the server `block`.
+    fn limit(&self, block: Block) -> Option<Duration> {
+        let base = self.settings.response_timeout?;
+        match block {
+            Block::No => Some(base),
+            Block::For(time) => Some(base.saturating_add(time)),
+            Block::Forever => None,
+        }
+    }
+
+    async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        self.usable()?;
+        let command = Command::of(cmd);
+        let auth = self.reauth_command();
+        // Queued in a transaction, a blocking command does not block.
+        let block = if self.session.in_multi() {
+            Block::No
+        } else {
+            command.block
+        };
+        let mut silent;
+        let cmd = if command.change == Change::RepliesOff {
+            // The server does not answer it: do not wait for an answer.
+            silent = cmd.clone();
+            silent.set_no_response(true);
+            &silent
+        } else {
+            cmd
+        };
+        let (auth_reply, reply) = self
+            .send(self.limit(block), auth, Some(Request::Command(cmd)))
+            .await;
+        self.answered_auth(auth_reply);
+        let reply = match reply {
+            Some(Ok(Replies::Command(reply))) => reply,
+            Some(Err(err)) => return Err(err),
+            _ => return Err(client_error("no reply to the command", String::new())),
+        };
+        self.session.record(&command, Some(&reply));
+        Ok(reply)
+    }
+
+    async fn pipeline(
+        &mut self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        self.usable()?;
+        let commands: Vec<Command> = pipeline.cmd_iter().map(Command::of).collect();
+        // A pipeline goes out whole: one whose replies could not all be
+        // matched to its commands is refused before anything is sent.
+        if let Some(why) = commands.iter().find_map(|c| self.session.unmatchable(c)) {
+            return Err(client_error(
+                "refused: a pipeline on a pooled connection cannot hold this command",
+                format!("{why}; send it on its own"),
+            ));
+        }
+        let atomic = pipeline.is_transaction();
+        let block = pipeline_block(&commands, self.session.in_multi() || atomic);
+        let auth = self.reauth_command();
+        let (auth_reply, result) = self
+            .send(
+                self.limit(block),
+                auth,
+                Some(Request::Pipeline(pipeline, offset, count)),
+            )
+            .await;
+        self.answered_auth(auth_reply);
+        let result = match result {
+            Some(Ok(Replies::Pipeline(replies))) => Ok(replies),
+            Some(Err(err)) => Err(err),
+            _ => Err(client_error("no reply to the pipeline", String::new())),
+        };
+        let replies = match &result {
+            Ok(replies) => Some(replies),
+            // The connection failed: it is replaced, whatever it holds.
+            Err(err) if failed_transport(err) => return result,
+            // Refused by the server (an aborted transaction): answered.
+            Err(_) => None,
+        };
+        if atomic {
+            // MULTI, each command QUEUED, then EXEC's reply, which holds the
+            // commands' own replies if the transaction ran (none if a WATCH
+            // aborted it or the server refused it).
+            let exec = replies.and_then(|r| r.last()).unwrap_or(&Value::Nil);
+            self.session.record(&MULTI, Some(&Value::Okay));
+            let queued = Value::SimpleString("QUEUED".into());
+            for command in &commands {
+                self.session.record(command, Some(&queued));
+            }
+            self.session.record(&EXEC, Some(exec));
+        } else {
+            // Each command's own reply, where redis-rs hands them all back.
+            let each = replies.filter(|r| offset == 0 && r.len() == commands.len());
+            for (i, command) in commands.iter().enumerate() {
+                self.session.record(command, each.and_then(|r| r.get(i)));
+            }
+        }
+        result
+    }
+
+    /// Sends the re-authentication `auth` (if any) and then `request` (if
+    /// any), written together, and waits up to `limit` (plus the AUTH's
+    /// allowance) for their replies. The AUTH is queued first on the
+    /// connection's channel, which keeps its order, so it reaches the server
+    /// first.
+    async fn send(
+        &mut self,
+        limit: Option<Duration>,
+        auth: Option<Cmd>,
+        request: Option<Request<'_>>,
+    ) -> (Option<RedisResult<Value>>, Option<RedisResult<Replies>>) {
+        let limit = match (&auth, limit) {
+            (Some(_), Some(limit)) => Some(limit.saturating_add(self.settings.auth_timeout)),
+            (_, limit) => limit,
+        };
+        let (auth_reply, reply) = match &mut self.inner {
+            Inner::Standalone(c) => {
+                // Only a re-authentication needs a second handle.
+                let auth = auth.map(|auth| {
+                    let mut auth_conn = c.clone();
+                    async move { auth_conn.req_packed_command(&auth).await }
+                });
+                let request = async {
+                    match request? {
+                        Request::Command(cmd) => {
+                            Some(c.req_packed_command(cmd).await.map(Replies::Command))
+                        }
+                        Request::Pipeline(p, offset, count) => Some(
+                            c.req_packed_commands(p, offset, count)
+                                .await
+                                .map(Replies::Pipeline),
+                        ),
+                    }
+                };
+                let both = async {
+                    match auth {
+                        Some(auth) => {
+                            // `biased`: the AUTH is always polled first, so
+                            // its message enters the connection's channel
+                            // first (the channel keeps order; an unbiased
+                            // join takes turns, and a task that spent its
+                            // budget could queue the request first).
+                            let (auth, reply) = tokio::join!(biased; auth, request);
+                            (Some(auth), reply)
+                        }
+                        None => (None, request.await),
+                    }
+                };
+                answer(&self.life, &self.settings.counters, None, limit, both).await
+            }
+            Inner::Cluster(slot) => {
+                let Some(mut c) = slot.handle() else {
+                    return (None, Some(Err(closed_error())));
+                };
+                let request = async {
+                    match request? {
+                        Request::Command(cmd) => {
+                            Some(c.req_packed_command(cmd).await.map(Replies::Command))
+                        }
+                        Request::Pipeline(p, offset, count) => Some(
+                            c.req_packed_commands(p, offset, count)
+                                .await
+                                .map(Replies::Pipeline),
+                        ),
+                    }
+                };
+                let only = async { (None, request.await) };
+                answer(
+                    &self.life,
+                    &self.settings.counters,
+                    Some(&*slot),
+                    limit,
+                    only,
+                )
+                .await
+            }
+        };
+        // A standalone connection whose transport failed takes no more
+        // commands (its driver may not have noticed yet); redis-rs's
+        // cluster client reconnects its nodes by itself.
+        if matches!(self.inner, Inner::Standalone(_))
+            && (failed(auth_reply.as_ref()) || failed(reply.as_ref()))
+        {
+            self.failed = true;
+        }
+        (auth_reply, reply)
+    }
+}
+
+fn closed_error() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "this pooled connection was closed",
+    ))
+}
+
+const MULTI: Command = Command {
+    block: Block::No,
+    change: Change::Multi,
+};
+const EXEC: Command = Command {
+    block: Block::No,
+    change: Change::Exec,
+};
+
+/// How long a pipeline may keep the server busy: the block times of its
+/// commands that run as they arrive (not those queued in a transaction).
+fn pipeline_block(commands: &[Command], mut in_multi: bool) -> Block {
+    let mut block = Block::No;
+    for command in commands {
+        if !in_multi {
+            block = block.then(command.block);
+        }
+        match command.change {
+            Change::Multi => in_multi = true,
+            Change::Exec | Change::Discard => in_multi = false,
+            _ => {}
+        }
+    }
+    block
+}
+
+fn failed<T>(reply: Option<&RedisResult<T>>) -> bool {
+    matches!(reply, Some(Err(err)) if failed_transport(err))
+}
+
+/// The connection itself failed (or lost track of its replies), as opposed
+/// to the server answering with an error.
+fn failed_transport(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_timeout()
+        || err.is_unrecoverable_error()
+}
+
+/// Awaits `request` up to `limit`. If its replies do not arrive (the limit
+/// passes, or the caller drops this future first), the connection is closed
+/// at once: its replies must reach nobody.
+async fn answer<A, R>(
+    life: &Life,
+    counters: &Counters,
+    cluster: Option<&ClusterSlot>,
+    limit: Option<Duration>,
+    request: impl Future<Output = (Option<A>, Option<RedisResult<R>>)>,
+) -> (Option<A>, Option<RedisResult<R>>) {
+    let mut pending = Unanswered {
+        life,
+        counters,
+        cluster,
+        answered: false,
+    };
+    let result = match limit {
+        None => request.await,
+        Some(limit) => match tokio::time::timeout(limit, request).await {
+            Ok(result) => result,
+            // `pending` closes the connection as it drops.
+            Err(_) => {
+                let err = RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no reply within {limit:?} (the response timeout, plus the block time \
+                         of blocking commands); the connection was closed so that the late \
+                         reply reaches no other command"
+                    ),
+                ));
+                return (None, Some(Err(err)));
+            }
+        },
+    };
+    pending.answered = true;
+    result
+}
+
+/// Closes the connection when dropped before its replies arrived.
+struct Unanswered<'a> {
+    life: &'a Life,
+    counters: &'a Counters,
+    cluster: Option<&'a ClusterSlot>,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        if let Some(cluster) = self.cluster {
+            cluster.close();
+        }
+        if self.life.close_now() {
+            bump(&self.counters.discarded_unanswered);
+            tracing::debug!(
+                "connection closed: a command's reply did not arrive in time, or its caller went away"
+            );
+        }
+    }
+}
+
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match &mut self.inner {
-            Inner::Standalone(c) => c.req_packed_command(cmd),
-            Inner::Cluster(c) => c.req_packed_command(cmd),
-        }
+        Box::pin(self.command(cmd))
     }
 
     fn req_packed_commands<'a>(
@@ -81,175 +525,44 @@ impl ConnectionLike for Connection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match &mut self.inner {
-            Inner::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
-            Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
+        Box::pin(self.pipeline(pipeline, offset, count))
     }
 
     fn get_db(&self) -> i64 {
-        match &self.inner {
-            Inner::Standalone(c) => c.get_db(),
-            Inner::Cluster(c) => c.get_db(),
-        }
+        self.settings.db
     }
 }
 
-const IDLE: u8 = 0;
-const IN_USE: u8 = 1;
-const CLOSED: u8 = 2;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// What a connection and the task driving it share.
-pub(crate) struct Life {
-    state: AtomicU8,
-    deadline: Mutex<Instant>,
-    /// Signalled when the deadline moves.
-    moved: Notify,
-    max_age: Duration,
-}
-
-impl fmt::Debug for Life {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.state.load(Ordering::Acquire) {
-            IDLE => "idle",
-            IN_USE => "in use",
-            _ => "closed",
-        };
-        f.debug_struct("Life")
-            .field("state", &state)
-            .field("deadline", &self.deadline())
-            .finish()
-    }
-}
-
-impl Life {
-    /// A connection authenticated now.
-    pub(crate) fn new(lifecycle: &Lifecycle) -> Self {
-        let max_age = lifecycle.max_connection_age;
-        Self {
-            state: AtomicU8::new(IDLE),
-            deadline: Mutex::new(monotonic_now() + jittered(max_age, 0.95)),
-            moved: Notify::new(),
-            max_age,
+    fn cmd(text: &str) -> Command {
+        let mut cmd = redis::cmd(text.split(' ').next().unwrap());
+        for arg in text.split(' ').skip(1) {
+            cmd.arg(arg);
         }
+        Command::of(&cmd)
     }
 
-    pub(crate) fn deadline(&self) -> Instant {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// After a successful re-authentication: a new deadline from now.
-    pub(crate) fn authenticated(&self) {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) =
-            monotonic_now() + jittered(self.max_age, 0.95);
-        self.moved.notify_one();
-    }
-
-    pub(crate) fn is_expired(&self) -> bool {
-        monotonic_now() >= self.deadline()
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.state.load(Ordering::Acquire) == CLOSED
-    }
-
-    /// Checkout: idle to in use; false if it was closed.
-    pub(crate) fn check_out(&self) -> bool {
-        self.state
-            .compare_exchange(IDLE, IN_USE, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-
-    /// Back in the pool.
-    pub(crate) fn check_in(&self) {
-        let _ = self
-            .state
-            .compare_exchange(IN_USE, IDLE, Ordering::AcqRel, Ordering::Acquire);
-    }
-
-    /// Marks it closed; true if it was not already, so that whoever closes
-    /// it counts it, once.
-    pub(crate) fn close(&self) -> bool {
-        self.state.swap(CLOSED, Ordering::AcqRel) != CLOSED
-    }
-
-    /// The driver's side: close an idle connection; false if it is in use.
-    fn close_if_idle(&self) -> bool {
-        self.state
-            .compare_exchange(IDLE, CLOSED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-            || self.state.load(Ordering::Acquire) == CLOSED
-    }
-
-    /// Drives a standalone connection (redis-rs's `driver` future) until the
-    /// server closes it, its handle is dropped, or it reaches its deadline
-    /// while idle. `on_idle_expiry` runs when it is closed for its deadline,
-    /// `on_lost` when the server or the network closed it.
-    pub(crate) async fn drive(
-        &self,
-        driver: impl Future<Output = ()>,
-        on_idle_expiry: impl FnOnce(),
-        on_lost: impl FnOnce(),
-    ) {
-        let mut driver = std::pin::pin!(driver);
-        loop {
-            let deadline = self.deadline();
-            tokio::select! {
-                () = &mut driver => break,
-                () = tokio::time::sleep_until(deadline) => {}
-            }
-            if self.deadline() > deadline {
-                continue;
-            }
-            if self.close_if_idle() {
-                // Dropping the driver closes the socket.
-                on_idle_expiry();
-                return;
-            }
-            // In use past its deadline: replaced when it comes back, unless a
-            // re-authentication moves the deadline first.
-            tokio::select! {
-                () = &mut driver => break,
-                () = self.moved.notified() => {}
-            }
-        }
-        // A connection dropped by the pool was marked closed first (see
-        // `Drop for Connection`); otherwise the server or the network ended it.
-        if self.close() {
-            on_lost();
-        }
-    }
-}
-
-/// When a connection re-authenticates next.
-#[derive(Debug)]
-pub(crate) struct Reauth {
-    pub(crate) at: Instant,
-    retry: Option<ExponentialBackoff>,
-}
-
-impl Reauth {
-    /// Just authenticated.
-    pub(crate) fn new(lifecycle: &Lifecycle) -> Self {
-        Self {
-            at: monotonic_now() + jittered(lifecycle.reauth_after, 0.9),
-            retry: None,
-        }
-    }
-
-    pub(crate) fn is_due(&self) -> bool {
-        monotonic_now() >= self.at
-    }
-
-    /// A failed attempt: try again after a jittered, growing delay (1-2 s,
-    /// 2-4 s, ... up to a minute or two).
-    pub(crate) fn failed(&mut self) -> Duration {
-        let delay = self
-            .retry
-            .get_or_insert_with(|| exponential(Duration::from_secs(1), Duration::from_secs(60)))
-            .next()
-            .unwrap_or(Duration::from_secs(60));
-        self.at = monotonic_now() + delay;
-        delay
+    #[test]
+    fn pipelines_block_for_their_commands_outside_transactions() {
+        let secs = |s| Block::For(Duration::from_secs(s));
+        let commands = [cmd("BLPOP a 2"), cmd("GET k"), cmd("BRPOP b 3")];
+        assert_eq!(pipeline_block(&commands, false), secs(5));
+        // Queued in a transaction (atomic pipeline, or an open MULTI):
+        // nothing blocks.
+        assert_eq!(pipeline_block(&commands, true), Block::No);
+        let explicit = [
+            cmd("MULTI"),
+            cmd("BLPOP a 0"),
+            cmd("EXEC"),
+            cmd("BLPOP b 1"),
+        ];
+        assert_eq!(pipeline_block(&explicit, false), secs(1));
+        assert_eq!(
+            pipeline_block(&[cmd("XREAD BLOCK 0 STREAMS s $")], false),
+            Block::Forever
+        );
     }
 }

@@ -1,7 +1,6 @@
 //! The health report: what a `/health` endpoint shows about the pool, the
 //! token and the server. Serializable; holds no secret.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use redis::Value;
@@ -10,6 +9,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::clock::monotonic_now;
+use crate::counters::read;
 use crate::error::display_chain;
 use crate::manager::{AuthSource, Transport};
 use crate::pool::Pool;
@@ -95,6 +95,14 @@ pub struct Counts {
     pub recycles: u64,
     /// Connections found closed by the server or the network.
     pub closed_by_server: u64,
+    /// Connections given back with session state (an open `MULTI`, a
+    /// `WATCH`, another database, subscriptions, `CLIENT REPLY OFF`, ...),
+    /// closed and replaced instead of handed to the next borrower.
+    pub discarded_dirty: u64,
+    /// Connections closed because a command's reply did not arrive (it timed
+    /// out, or its future was dropped), so that the late reply reaches no
+    /// other command.
+    pub discarded_unanswered: u64,
 }
 
 /// The counts now: atomics read, no I/O.
@@ -108,12 +116,14 @@ pub(crate) fn counts(pool: &Pool) -> Counts {
         _ => 0,
     };
     Counts {
-        connections_opened: counters.connects.load(Ordering::Relaxed),
-        connect_failures: counters.connect_failures.load(Ordering::Relaxed),
-        reauths: counters.reauths.load(Ordering::Relaxed) + cluster_reauths,
-        reauth_failures: counters.reauth_failures.load(Ordering::Relaxed),
-        recycles: counters.recycles.load(Ordering::Relaxed),
-        closed_by_server: counters.closed_by_server.load(Ordering::Relaxed),
+        connections_opened: read(&counters.connects),
+        connect_failures: read(&counters.connect_failures),
+        reauths: read(&counters.reauths) + cluster_reauths,
+        reauth_failures: read(&counters.reauth_failures),
+        recycles: read(&counters.recycles),
+        closed_by_server: read(&counters.closed_by_server),
+        discarded_dirty: read(&counters.discarded_dirty),
+        discarded_unanswered: read(&counters.discarded_unanswered),
     }
 }
 

@@ -25,8 +25,14 @@
 //! | `env` | values from environment variables |
 //! | `tls` | one rustls client configuration per pool (roots, client certificate, minimum version); handshakes with SNI and hostname verification |
 //! | `replies` | what the server's error replies mean: refused (with the checklist), throttled, no `HELLO`, I/O |
-//! | `connection` | [`Connection`]: a pooled redis-rs connection with its re-auth point and deadline; the task that drives it and closes it at its deadline when idle |
-//! | `manager` | [`Manager`], the `bb8::ManageConnection`: connect and authenticate once, re-authenticate at checkout, report broken and expired connections, pace connection attempts |
+//! | `socket` | TCP settings of every connection: no delay, keepalive and `TCP_USER_TIMEOUT`, so a vanished node is noticed in about 30 s |
+//! | `command` | what a command does to its connection: its block time (`BLPOP`, `XREAD BLOCK`, `WAIT`), the session state it sets or clears |
+//! | `session` | the session state a borrower can leave on a connection (`MULTI`, `WATCH`, `SELECT`, subscriptions, ...): set when sent, cleared only when the answer shows it |
+//! | `life` | a connection's life: idle, in use or closed; its deadline; the task that drives its socket and closes it at its deadline when idle, or at once when a reply will never be read |
+//! | `reauth` | re-authentication of a live connection: its re-auth point, the `AUTH` with the current token, what a refusal or throttle means |
+//! | `connection` | [`Connection`]: the command path of a pooled connection: reply deadlines with block times, closing on unanswered commands, session tracking, re-authentication while held |
+//! | `counters` | the pool's event counts |
+//! | `manager` | [`Manager`], the `bb8::ManageConnection`: connect and authenticate once, report closed, failed, dirty and expired connections, pace connection attempts |
 //! | `pool` | [`Pool`] and [`PoolBuilder`]: the bb8 pool, its defaults, `get` with precise errors |
 //! | `health` | [`Health`]: pool, token and server state for `/health` endpoints |
 //! | `error` | [`Error`], one opaque type with an [`ErrorKind`] and the parameter at fault |
@@ -43,8 +49,12 @@
 //!         |
 //!         v
 //!   Manager        connect: TCP + TLS + HELLO 3 AUTH <user_id> <token> (once)
-//!         |        checkout: re-AUTH when due; deadline -> replaced
-//!         v        (cluster mode: redis-rs with the refresher as credentials provider)
+//!         |        check-in: dirty, unanswered or past its deadline -> replaced
+//!         |        (cluster mode: redis-rs with the refresher as credentials provider)
+//!         v
+//!   Connection     each command: block-time deadlines, session tracking,
+//!         |        re-AUTH (when due) written with the next command
+//!         v
 //!   bb8 Pool  -->  service code;  Pool::health() reports pool, token and server
 //! ```
 //!
@@ -80,7 +90,10 @@
 //!
 //! In a service, use the [`Pool`]: connections authenticated with the
 //! refresher's current token, re-authenticated before the 12-hour cut and
-//! replaced before it as a safety net:
+//! replaced before it as a safety net. A connection comes back to the next
+//! borrower as a fresh one would: one given back inside `MULTI`, with a
+//! `WATCH`, in another database or subscribed is replaced, and one whose
+//! reply never arrived is closed (see [`Connection`]):
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -142,18 +155,24 @@
 
 mod backoff;
 mod clock;
+mod command;
 mod config;
 mod connection;
+mod counters;
 mod env;
 mod error;
 mod health;
+mod life;
 mod manager;
 mod pool;
+mod reauth;
 mod redis_auth;
 mod refresher;
 mod region;
 mod replies;
+mod session;
 mod signer;
+mod socket;
 mod target;
 #[cfg(feature = "test-util")]
 pub mod test_util;

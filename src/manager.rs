@@ -1,31 +1,34 @@
-//! The bb8 connection manager: opens authenticated connections, re-authenticates
-//! them at checkout when due, and reports the broken and the expired.
+//! The bb8 connection manager: opens authenticated connections, and reports
+//! the closed, the failed, the dirty and the expired.
 //!
-//! * **connect**: TCP, TLS, then `HELLO 3 AUTH <user> <token>` (`AUTH` on
-//!   servers without `HELLO`) with the refresher's current token, so one IAM
-//!   authentication per new standalone connection. Cluster mode uses redis-rs's
-//!   cluster client with the refresher as its credentials provider.
+//! * **connect**: TCP (keepalive, see `socket`), TLS, then `HELLO 3 AUTH
+//!   <user> <token>` with the refresher's current token, so one IAM
+//!   authentication per new standalone connection. On servers without
+//!   `HELLO`, `AUTH` is sent and its reply read here (redis-rs would turn a
+//!   refusal and a throttle into the same error), then the connection is set
+//!   up in RESP2. Cluster mode uses redis-rs's cluster client with the
+//!   refresher as its credentials provider.
 //! * **is_valid** (checkout): closed or past its deadline is an error (bb8
-//!   drops it and tries another); past its re-auth point, `AUTH` with the
-//!   current token. A throttled or refused re-authentication keeps the
-//!   connection serving and is retried later with backoff; the deadline is the
-//!   safety net.
-//! * **has_broken** (check-in): closed, or past its deadline.
+//!   drops it and tries another). A connection past its re-auth point
+//!   re-authenticates with the borrower's first command (see `connection`).
+//! * **has_broken** (check-in): closed, failed, left with session state
+//!   (`MULTI`, `WATCH`, another database, ...: counted as `discarded_dirty`),
+//!   or past its deadline.
 //!
 //! Connection attempts go through a [`Gate`]: a bounded number at a time, and
 //! after a failure the next one waits a jittered, growing delay, so a fleet
 //! whose connections all dropped does not storm the server or IAM.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::ExponentialBackoff;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
-use redis::{AsyncConnectionConfig, ProtocolVersion, RedisConnectionInfo};
-use tokio::io::{AsyncRead, AsyncWrite};
+use redis::{AsyncConnectionConfig, ProtocolVersion, RedisConnectionInfo, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, SemaphorePermit, watch};
 use tokio::time::Instant;
@@ -33,10 +36,14 @@ use zeroize::Zeroizing;
 
 use crate::clock::monotonic_now;
 use crate::config::{ConnectionConfig, IamAuth};
-use crate::connection::{Connection, Inner, Life, Reauth};
+use crate::connection::{ClusterSlot, Connection, Inner, Settings};
+use crate::counters::{Counters, bump};
 use crate::error::{Error, ErrorKind, display_chain};
+use crate::life::Life;
+use crate::reauth::Reauthenticator;
 use crate::refresher::TokenRefresher;
 use crate::replies::{self, Meaning};
+use crate::socket;
 use crate::tls::TlsConnector;
 
 /// The [`bb8::ManageConnection`] behind [`Pool`](crate::Pool). Build it
@@ -65,9 +72,11 @@ pub(crate) struct Shared {
     pub(crate) auth: AuthSource,
     pub(crate) transport: Transport,
     pub(crate) connect_timeout: Duration,
-    pub(crate) response_timeout: Option<Duration>,
     gate: Gate,
     pub(crate) counters: Arc<Counters>,
+    /// What every connection shares: reply deadlines, the database,
+    /// re-authentication.
+    settings: Arc<Settings>,
     /// The last failed connection attempt, and whether one succeeded since.
     /// `failures` moves on at each failure (for callers waiting in
     /// `Pool::get`).
@@ -127,21 +136,6 @@ pub(crate) enum Transport {
     Cluster(Box<ClusterClient>),
 }
 
-/// Counts for health reports.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) connects: AtomicU64,
-    pub(crate) connect_failures: AtomicU64,
-    pub(crate) reauths: AtomicU64,
-    pub(crate) reauth_failures: AtomicU64,
-    pub(crate) recycles: AtomicU64,
-    pub(crate) closed_by_server: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
 impl Shared {
     pub(crate) fn new(
         config: ConnectionConfig,
@@ -151,15 +145,37 @@ impl Shared {
         response_timeout: Option<Duration>,
         max_concurrent_connects: usize,
     ) -> Self {
+        let endpoint = config.endpoint();
+        let counters = Arc::<Counters>::default();
+        let reauthenticator = match (&auth, &transport) {
+            (AuthSource::Iam { refresher, iam }, Transport::Standalone { .. }) => {
+                Some(Reauthenticator::new(
+                    refresher.clone(),
+                    iam.clone(),
+                    endpoint.clone(),
+                    *config.lifecycle(),
+                    Arc::clone(&counters),
+                ))
+            }
+            _ => None,
+        };
+        let settings = Arc::new(Settings {
+            response_timeout,
+            auth_timeout: connect_timeout,
+            db: config.db(),
+            reauthenticator,
+            counters: Arc::clone(&counters),
+            lifecycle: *config.lifecycle(),
+        });
         Self {
-            endpoint: format!("{}:{}", config.host, config.port),
+            endpoint,
             config,
             auth,
             transport,
             connect_timeout,
-            response_timeout,
             gate: Gate::new(max_concurrent_connects),
-            counters: Arc::default(),
+            counters,
+            settings,
             last_failure: Mutex::default(),
             failures: watch::channel(0).0,
         }
@@ -234,7 +250,7 @@ impl Shared {
     }
 
     async fn open(&self) -> Result<Connection, Error> {
-        let lifecycle = &self.config.lifecycle;
+        let lifecycle = self.config.lifecycle();
         match &self.transport {
             Transport::Cluster(client) => {
                 // redis-rs takes the token from the refresher's stream and
@@ -247,11 +263,12 @@ impl Shared {
                     .get_async_connection()
                     .await
                     .map_err(|e| replies::to_error(e, self.auth.iam(), &self.endpoint))?;
-                Ok(Connection {
-                    inner: Inner::Cluster(inner),
-                    life: Arc::new(Life::new(lifecycle)),
-                    reauth: Reauth::new(lifecycle),
-                })
+                Ok(Connection::new(
+                    Inner::Cluster(ClusterSlot::new(inner)),
+                    Arc::new(Life::new(lifecycle)),
+                    Arc::clone(&self.settings),
+                    true,
+                ))
             }
             Transport::Standalone { tls, resp2 } => {
                 let protocol = if resp2.load(Ordering::Relaxed) {
@@ -278,8 +295,8 @@ impl Shared {
         tls: Option<&TlsConnector>,
         protocol: ProtocolVersion,
     ) -> Result<Connection, Refusal> {
-        let host = self.config.host.as_str();
-        let tcp = TcpStream::connect((host, self.config.port))
+        let host = self.config.host();
+        let tcp = TcpStream::connect((host, self.config.port()))
             .await
             .map_err(|e| {
                 Error::new(
@@ -292,31 +309,39 @@ impl Shared {
                 )
                 .with_source(e)
             })?;
-        let _ = tcp.set_nodelay(true);
-        let mut info = RedisConnectionInfo::default()
-            .set_db(self.config.db)
-            .set_protocol(protocol);
-        match &self.auth {
-            AuthSource::None => {}
+        socket::configure(&tcp);
+        let credentials: Option<(Option<String>, Zeroizing<String>)> = match &self.auth {
+            AuthSource::None => None,
             AuthSource::Password { username, password } => {
-                if let Some(username) = username {
-                    info = info.set_username(username);
-                }
-                info = info.set_password(password.as_str());
+                Some((username.clone(), password.clone()))
             }
             AuthSource::Iam { refresher, iam } => {
                 let token = refresher.token().await?;
-                info = info
-                    .set_username(iam.user_id.as_str())
-                    .set_password(token.expose_secret());
+                Some((
+                    Some(iam.user_id.as_str().to_owned()),
+                    Zeroizing::new(token.expose_secret().to_owned()),
+                ))
             }
+        };
+        let mut info = RedisConnectionInfo::default()
+            .set_db(self.config.db())
+            .set_protocol(protocol);
+        // RESP3: HELLO 3 AUTH, by redis-rs. RESP2: AUTH, by us, first.
+        if protocol == ProtocolVersion::RESP3
+            && let Some((username, password)) = &credentials
+        {
+            if let Some(username) = username {
+                info = info.set_username(username);
+            }
+            info = info.set_password(password.as_str());
         }
+        let resp2_auth = credentials.filter(|_| protocol == ProtocolVersion::RESP2);
         match tls {
             Some(tls) => {
                 let stream = tls.connect(host, tcp).await?;
-                self.handshake(&info, stream).await
+                self.handshake(&info, resp2_auth, stream).await
             }
-            None => self.handshake(&info, tcp).await,
+            None => self.handshake(&info, resp2_auth, tcp).await,
         }
     }
 
@@ -324,14 +349,23 @@ impl Shared {
     async fn handshake<S>(
         &self,
         info: &RedisConnectionInfo,
-        stream: S,
+        resp2_auth: Option<(Option<String>, Zeroizing<String>)>,
+        mut stream: S,
     ) -> Result<Connection, Refusal>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        if let Some((username, password)) = resp2_auth {
+            auth_resp2(&mut stream, username.as_deref(), &password)
+                .await
+                .map_err(|e| replies::to_error(e, self.auth.iam(), &self.endpoint))?;
+        }
+        // Replies are timed per command by the connection (blocking
+        // commands get their block time); the whole set-up is bounded by
+        // the connect timeout.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(None)
-            .set_response_timeout(self.response_timeout);
+            .set_response_timeout(None);
         let (inner, driver) = MultiplexedConnection::new_with_config(info, stream, config)
             .await
             .map_err(|e| {
@@ -343,8 +377,7 @@ impl Shared {
                     Refusal::Failed(replies::to_error(e, self.auth.iam(), &self.endpoint))
                 }
             })?;
-        let lifecycle = &self.config.lifecycle;
-        let life = Arc::new(Life::new(lifecycle));
+        let life = Arc::new(Life::new(self.config.lifecycle()));
         let task_life = Arc::clone(&life);
         let counters = Arc::clone(&self.counters);
         tokio::spawn(async move {
@@ -356,11 +389,58 @@ impl Shared {
                 )
                 .await;
         });
-        Ok(Connection {
-            inner: Inner::Standalone(inner),
+        Ok(Connection::new(
+            Inner::Standalone(inner),
             life,
-            reauth: Reauth::new(lifecycle),
-        })
+            Arc::clone(&self.settings),
+            info.protocol() == ProtocolVersion::RESP3,
+        ))
+    }
+}
+
+/// `AUTH [user] password` as the connection's first command, and its reply,
+/// read here so that the server's own words (a refusal, a throttle) reach
+/// the classification in `replies`.
+async fn auth_resp2<S>(
+    stream: &mut S,
+    username: Option<&str>,
+    password: &str,
+) -> redis::RedisResult<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// An answer to AUTH is one short line; anything longer is not one.
+    const MAX_REPLY: usize = 64 * 1024;
+    let mut auth = redis::cmd("AUTH");
+    if let Some(username) = username {
+        auth.arg(username);
+    }
+    auth.arg(password);
+    let packed = Zeroizing::new(auth.get_packed_command());
+    stream.write_all(&packed).await?;
+    stream.flush().await?;
+    let mut reply = Vec::with_capacity(128);
+    let mut chunk = [0u8; 512];
+    while !reply.ends_with(b"\r\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 || reply.len() + n > MAX_REPLY {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection instead of answering AUTH",
+            )
+            .into());
+        }
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    match redis::parse_redis_value(&reply)? {
+        Value::Okay => Ok(()),
+        Value::SimpleString(s) if s == "OK" => Ok(()),
+        Value::ServerError(err) => Err(err.into()),
+        other => Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "unexpected answer to AUTH",
+            format!("{other:?}"),
+        ))),
     }
 }
 
@@ -394,59 +474,6 @@ impl Manager {
             shared: Arc::new(shared),
         }
     }
-
-    /// Re-authenticates `conn` with the current token, if it is a standalone
-    /// IAM connection and past its re-auth point.
-    async fn reauthenticate(&self, conn: &mut Connection) -> Result<(), Error> {
-        let AuthSource::Iam { refresher, iam } = &self.shared.auth else {
-            return Ok(());
-        };
-        let Inner::Standalone(inner) = &mut conn.inner else {
-            // redis-rs re-authenticates cluster connections itself, through
-            // the refresher's credentials stream.
-            return Ok(());
-        };
-        if !conn.reauth.is_due() {
-            return Ok(());
-        }
-        let counters = &self.shared.counters;
-        let token = match refresher.token().await {
-            Ok(token) => token,
-            Err(err) => {
-                bump(&counters.reauth_failures);
-                let retry = conn.reauth.failed();
-                tracing::warn!(error = %display_chain(&err), ?retry, "no token for re-authentication; the connection keeps serving");
-                return Ok(());
-            }
-        };
-        let reply: redis::RedisResult<()> = redis::cmd("AUTH")
-            .arg(iam.user_id.as_str())
-            .arg(token.expose_secret())
-            .query_async(inner)
-            .await;
-        match reply {
-            Ok(()) => {
-                bump(&counters.reauths);
-                conn.life.authenticated();
-                conn.reauth = Reauth::new(&self.shared.config.lifecycle);
-                tracing::debug!(endpoint = %self.shared.endpoint, "connection re-authenticated");
-                Ok(())
-            }
-            Err(err) => match replies::meaning(&err) {
-                meaning @ (Meaning::Throttled | Meaning::Refused) => {
-                    bump(&counters.reauth_failures);
-                    let retry = conn.reauth.failed();
-                    let err = replies::to_error(err, Some(iam), &self.shared.endpoint);
-                    tracing::warn!(error = %display_chain(&err), ?retry, "re-authentication failed; the connection keeps serving until its deadline");
-                    if meaning == Meaning::Refused {
-                        let _ = refresher.refresh_now().await;
-                    }
-                    Ok(())
-                }
-                _ => Err(replies::to_error(err, Some(iam), &self.shared.endpoint)),
-            },
-        }
-    }
 }
 
 impl bb8::ManageConnection for Manager {
@@ -472,11 +499,30 @@ impl bb8::ManageConnection for Manager {
                 "the connection reached its deadline and is replaced",
             ));
         }
-        self.reauthenticate(conn).await
+        // Re-authentication, when due, rides with the borrower's first
+        // command (see `connection`): no round trip here, and nothing a
+        // cancelled `get()` could abandon half-way.
+        Ok(())
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
+        let counters = &self.shared.counters;
         if conn.life.is_closed() {
+            // Counted by whoever closed it.
+            return true;
+        }
+        if conn.failed {
+            // Failed under a command; its driver may not have noticed yet.
+            if conn.life.close() {
+                bump(&counters.closed_by_server);
+            }
+            return true;
+        }
+        if let Some(state) = conn.dirty() {
+            if conn.life.close() {
+                bump(&counters.discarded_dirty);
+                tracing::debug!(endpoint = %self.shared.endpoint, state, "connection given back with session state: closed and replaced");
+            }
             return true;
         }
         if conn.life.is_expired() {

@@ -11,10 +11,11 @@ use redis::ProtocolVersion;
 use redis::cluster::ClusterClientBuilder;
 
 use crate::config::{Auth, ConnectionConfig};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, display_chain};
 use crate::health::{self, Counts, Health};
 use crate::manager::{AuthSource, Manager, Shared, Transport};
 use crate::refresher::{TokenRefresher, TokenRefresherBuilder};
+use crate::socket;
 use crate::target::TargetKind;
 use crate::tls::{self, TlsConnector};
 
@@ -30,6 +31,10 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Connection attempts in flight at once, by default.
 pub const DEFAULT_MAX_CONCURRENT_CONNECTS: usize = 4;
+
+/// ElastiCache's limit of client connections per node (`maxclients`): no
+/// pool can use more.
+const MAX_CONNECTIONS: u32 = 65_000;
 
 /// A pool of connections that are always authenticated and never meet the
 /// 12-hour cut. Cheap to clone; clones share the pool.
@@ -66,25 +71,34 @@ impl Pool {
         PoolBuilder::new(config)
     }
 
-    /// A connection, authenticated and within its lifetime.
+    /// A connection, authenticated, within its lifetime, and clean (as a new
+    /// one would be).
     ///
     /// Waits for a free connection or a new one, up to the connection timeout.
-    /// If an attempt to open one fails in a way waiting will not fix
-    /// (authentication refused, TLS, credentials, configuration), that error is
-    /// returned at once; otherwise, at the timeout, the last attempt's error
-    /// (kind [`Throttled`](ErrorKind::Throttled) or [`Io`](ErrorKind::Io)).
+    /// A caller that needs a new connection (none idle, room for one) gets a
+    /// failure that waiting will not fix (authentication refused, TLS,
+    /// credentials, configuration) at once; otherwise, at the timeout, the
+    /// last attempt's error (kind [`Throttled`](ErrorKind::Throttled) or
+    /// [`Io`](ErrorKind::Io)). A caller that found every connection in use
+    /// waits for one to be given back, whatever new connections do meanwhile
+    /// (unless none is left in use), and at the timeout is told the pool was
+    /// busy (kind [`Io`](ErrorKind::Io)).
     pub async fn get(&self) -> Result<PooledConnection<'_, Manager>, Error> {
         let shared = &self.manager.shared;
+        let max_size = self.inner.config().max_size;
         let mut failures = shared.failures.subscribe();
         let seen = *failures.borrow_and_update();
+        let state = self.inner.state();
+        // Every connection in use: this caller waits for one to be given back,
+        // and connection failures do not concern it while some are in use.
+        let waits_for_busy_pool = state.idle_connections == 0 && state.connections >= max_size;
         // A caller that needs a new connection while the last attempt failed
         // hopelessly gets that error at once; its get() still asks bb8 for a
         // connection, so attempts (paced by the backoff) go on and the pool
         // recovers by itself.
-        let state = self.inner.state();
-        let needs_new =
-            state.idle_connections == 0 && state.connections < self.inner.config().max_size;
-        let already = shared.failing().filter(|e| needs_new && hopeless(e));
+        let already = shared
+            .failing()
+            .filter(|e| hopeless(e) && !waits_for_busy_pool && needs_new(&state, max_size));
         let hopeless_failure = async {
             if let Some(err) = already {
                 return err;
@@ -93,7 +107,18 @@ impl Pool {
                 if failures.changed().await.is_err() {
                     std::future::pending::<()>().await;
                 }
-                if let Some(err) = shared.last_failure().filter(hopeless) {
+                let Some(err) = shared.last_failure().filter(hopeless) else {
+                    continue;
+                };
+                let now = self.inner.state();
+                let in_use = now.connections.saturating_sub(now.idle_connections);
+                let concerns_caller = if waits_for_busy_pool {
+                    // Nothing left that could be given back.
+                    in_use == 0
+                } else {
+                    needs_new(&now, max_size)
+                };
+                if concerns_caller {
                     return err;
                 }
             }
@@ -103,28 +128,38 @@ impl Pool {
             got = self.inner.get() => match got {
                 Ok(conn) => Ok(conn),
                 Err(RunError::User(err)) => Err(err),
-                Err(RunError::TimedOut) => Err(self.timed_out(seen)),
+                Err(RunError::TimedOut) => Err(self.timed_out(seen, waits_for_busy_pool)),
             },
             err = hopeless_failure => Err(err),
         }
     }
 
-    fn timed_out(&self, seen: u64) -> Error {
+    fn timed_out(&self, seen: u64, waited_for_busy_pool: bool) -> Error {
         let shared = &self.manager.shared;
-        if *shared.failures.borrow() != seen
-            && let Some(err) = shared.last_failure()
-        {
+        let failed_meanwhile = (*shared.failures.borrow() != seen)
+            .then(|| shared.last_failure())
+            .flatten();
+        if !waited_for_busy_pool && let Some(err) = failed_meanwhile {
             return err;
         }
         let state = self.inner.state();
+        let also = failed_meanwhile
+            .map(|err| {
+                format!(
+                    "; opening a new one failed meanwhile: {}",
+                    display_chain(&err)
+                )
+            })
+            .unwrap_or_default();
         Error::new(
             ErrorKind::Io,
             format!(
-                "no connection to {} became free within the connection timeout ({} of {} \
-                 connections in use): raise max_size, or give connections back sooner",
+                "the pool was busy: no connection to {} became free within the connection \
+                 timeout ({} of {} connections in use{also}): raise max_size, or give \
+                 connections back sooner",
                 shared.endpoint,
-                state.connections - state.idle_connections,
-                state.connections,
+                state.connections.saturating_sub(state.idle_connections),
+                self.inner.config().max_size,
             ),
         )
     }
@@ -319,13 +354,36 @@ impl PoolBuilder {
     /// [`build`](Self::build) without the first connection: connections
     /// open when first needed.
     pub async fn build_lazy(self) -> Result<Pool, Error> {
-        if self.max_size == 0 {
-            return Err(Error::config("max_size", "max_size must be at least 1"));
+        if self.max_size == 0 || self.max_size > MAX_CONNECTIONS {
+            return Err(Error::config(
+                "max_size",
+                format!(
+                    "max_size must be 1 to {MAX_CONNECTIONS} (a node's connection limit); got {}",
+                    self.max_size
+                ),
+            ));
         }
-        if self.max_concurrent_connects == 0 {
+        if self.max_concurrent_connects == 0
+            || self.max_concurrent_connects > tokio::sync::Semaphore::MAX_PERMITS
+        {
             return Err(Error::config(
                 "max_concurrent_connects",
-                "max_concurrent_connects must be at least 1",
+                format!(
+                    "max_concurrent_connects must be at least 1 and at most {}; got {}",
+                    tokio::sync::Semaphore::MAX_PERMITS,
+                    self.max_concurrent_connects
+                ),
+            ));
+        }
+        if let Some(min_idle) = self.min_idle
+            && min_idle > self.max_size
+        {
+            return Err(Error::config(
+                "min_idle",
+                format!(
+                    "min_idle ({min_idle}) must not be more than max_size ({})",
+                    self.max_size
+                ),
             ));
         }
         for (parameter, value) in [
@@ -342,21 +400,21 @@ impl PoolBuilder {
             }
         }
         let config = self.config;
-        let cluster = self.cluster.unwrap_or(match &config.auth {
+        let cluster = self.cluster.unwrap_or(match config.auth() {
             Auth::Iam(iam) => matches!(
                 iam.target.kind(),
                 TargetKind::ServerlessCache | TargetKind::MemoryDbCluster
             ),
             _ => false,
         });
-        if self.refresher.is_some() && !matches!(config.auth, Auth::Iam(_)) {
+        if self.refresher.is_some() && !matches!(config.auth(), Auth::Iam(_)) {
             return Err(Error::config(
                 "refresher",
                 "a token refresher was given, but the configuration does not use IAM \
                  authentication (USE_IAM_AUTH=true, or an iam_* builder method)",
             ));
         }
-        let auth = match &config.auth {
+        let auth = match config.auth() {
             Auth::None => AuthSource::None,
             Auth::Password { username, password } => AuthSource::Password {
                 username: username.clone(),
@@ -373,8 +431,8 @@ impl PoolBuilder {
                             .target(iam.target.clone())
                             .user_id(iam.user_id.as_str())
                             .region(iam.region.as_str())
-                            .rotation_interval(config.lifecycle.token_refresh_interval)
-                            .reauth_after(config.lifecycle.reauth_after)
+                            .rotation_interval(config.lifecycle().token_refresh_interval)
+                            .reauth_after(config.lifecycle().reauth_after)
                             .build()
                             .await?
                     }
@@ -386,10 +444,10 @@ impl PoolBuilder {
             }
         };
         let transport = if cluster {
-            cluster_transport(&config, &auth, self.connect_timeout, self.response_timeout)?
+            cluster_transport(&config, &auth, self.connect_timeout)?
         } else {
             Transport::Standalone {
-                tls: config.tls.as_ref().map(TlsConnector::new).transpose()?,
+                tls: config.tls().map(TlsConnector::new).transpose()?,
                 resp2: Default::default(),
             }
         };
@@ -408,10 +466,20 @@ impl PoolBuilder {
             .idle_timeout(self.idle_timeout)
             // Connections have their own, jittered deadlines.
             .max_lifetime(None)
-            .reaper_rate(Duration::from_secs(30).min(self.idle_timeout.unwrap_or(Duration::MAX)))
+            .reaper_rate(
+                self.idle_timeout
+                    .unwrap_or(Duration::MAX)
+                    .clamp(Duration::from_millis(100), Duration::from_secs(30)),
+            )
             .build_unchecked(manager.clone());
         Ok(Pool { inner, manager })
     }
+}
+
+/// Whether a caller can only be served by a new connection: none idle, and
+/// room to open one.
+fn needs_new(state: &bb8::State, max_size: u32) -> bool {
+    state.idle_connections == 0 && state.connections < max_size
 }
 
 /// Failures that waiting for another attempt will not fix soon.
@@ -446,28 +514,27 @@ fn cluster_transport(
     config: &ConnectionConfig,
     auth: &AuthSource,
     connect_timeout: Duration,
-    response_timeout: Option<Duration>,
 ) -> Result<Transport, Error> {
-    if config.db != 0 {
+    if config.db() != 0 {
         return Err(Error::config(
             "db",
             "cluster mode has only database 0: remove the database number (REDIS_DB or the URL's \
              path), or use standalone mode",
         ));
     }
-    let scheme = if config.tls.is_some() {
+    let scheme = if config.tls().is_some() {
         "rediss"
     } else {
         "redis"
     };
-    let node = format!("{scheme}://{}:{}", config.host, config.port);
+    let node = format!("{scheme}://{}:{}", config.host(), config.port());
+    // No response timeout here: each pooled connection times its commands
+    // itself (blocking commands get their block time).
     let mut builder = ClusterClientBuilder::new(vec![node])
         .use_protocol(ProtocolVersion::RESP3)
-        .connection_timeout(connect_timeout);
-    if let Some(timeout) = response_timeout {
-        builder = builder.response_timeout(timeout);
-    }
-    if let Some(options) = &config.tls {
+        .connection_timeout(connect_timeout)
+        .tcp_settings(socket::redis_settings());
+    if let Some(options) = config.tls() {
         builder = builder.certs(tls::redis_certificates(options)?);
     }
     builder = match auth {

@@ -9,7 +9,9 @@ use crate::error::{Error, ErrorKind};
 use crate::target::TargetKind;
 
 /// The replies ElastiCache and MemoryDB give while IAM is throttling or
-/// unavailable (DESIGN: before authentication, and on re-authentication).
+/// unavailable: `ERR service is not available` before authentication, the
+/// other two on re-authentication (AWS's ElastiCache user guide,
+/// "Authenticating with IAM").
 const THROTTLING: [&str; 3] = [
     "Exceeded limit of IAM Authentication requests",
     "IAM Authentication service is not available",
@@ -40,6 +42,8 @@ pub(crate) fn meaning(err: &RedisError) -> Meaning {
     } else if THROTTLING.iter().any(|t| text.contains(t)) {
         Meaning::Throttled
     } else if code == "NOPROTO"
+        // redis-rs's own error for Redis 5's ``unknown command `HELLO` ``.
+        || err.kind() == redis::ErrorKind::RESP3NotSupported
         || (text.contains("unknown command") && text.to_ascii_uppercase().contains("HELLO"))
     {
         Meaning::NoHello
@@ -159,6 +163,10 @@ mod tests {
                 Meaning::Throttled,
             ),
             ("ERR unknown command 'HELLO'", Meaning::NoHello),
+            (
+                "ERR unknown command `HELLO`, with args beginning with: `3`, ",
+                Meaning::NoHello,
+            ),
             ("NOPROTO unsupported protocol version", Meaning::NoHello),
             ("ERR unknown command 'FOO'", Meaning::Other),
             ("LOADING Redis is loading the dataset", Meaning::Other),
@@ -166,6 +174,12 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(meaning(&server(text)), expected, "{text}");
         }
+        // What redis-rs makes of Redis 5's answer to HELLO.
+        let no_resp3 = RedisError::from((
+            redis::ErrorKind::RESP3NotSupported,
+            "Redis Server doesn't support HELLO command therefore resp3 cannot be used",
+        ));
+        assert_eq!(meaning(&no_resp3), Meaning::NoHello);
     }
 
     #[test]

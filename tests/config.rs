@@ -46,24 +46,27 @@ fn iam_from_the_environment() {
     .build()
     .unwrap();
     assert_eq!(
-        config.host,
+        config.host(),
         "my-cache-abc123.serverless.use1.cache.amazonaws.com"
     );
-    assert_eq!(config.port, 6379);
-    assert!(config.tls.is_some());
-    let Auth::Iam(iam) = &config.auth else {
-        panic!("{:?}", config.auth)
+    assert_eq!(config.port(), 6379);
+    assert!(config.tls().is_some());
+    let Auth::Iam(iam) = config.auth() else {
+        panic!("{:?}", config.auth())
     };
     assert_eq!(iam.target.kind(), TargetKind::ServerlessCache);
     assert_eq!(iam.target.name(), "my-cache");
     assert_eq!(iam.user_id.as_str(), "iam-user-01");
     assert_eq!(iam.region, "us-east-1");
     assert_eq!(
-        config.lifecycle.token_refresh_interval,
+        config.lifecycle().token_refresh_interval,
         Duration::from_secs(2)
     );
-    assert_eq!(config.lifecycle.reauth_after, Duration::from_secs(4));
-    assert_eq!(config.lifecycle.max_connection_age, Duration::from_secs(6));
+    assert_eq!(config.lifecycle().reauth_after, Duration::from_secs(4));
+    assert_eq!(
+        config.lifecycle().max_connection_age,
+        Duration::from_secs(6)
+    );
 }
 
 #[test]
@@ -75,7 +78,7 @@ fn iam_is_never_inferred() {
         .copied()
         .collect();
     let config = env(&vars).build().unwrap();
-    assert!(matches!(config.auth, Auth::None), "{:?}", config.auth);
+    assert!(matches!(config.auth(), Auth::None), "{:?}", config.auth());
 }
 
 #[test]
@@ -94,14 +97,14 @@ fn host_parts_tls_and_password_from_separate_variables() {
     .build()
     .unwrap();
     assert_eq!(
-        (config.host.as_str(), config.port, config.db),
+        (config.host(), config.port(), config.db()),
         ("cache.internal", 6380, 2)
     );
-    let tls = config.tls.as_ref().unwrap();
+    let tls = config.tls().unwrap();
     assert_eq!(tls.ca_file.as_deref(), Some("/etc/ca.pem".as_ref()));
     assert_eq!(tls.client_cert.as_deref(), Some("/etc/client.pem".as_ref()));
     assert_eq!(tls.client_key.as_deref(), Some("/etc/client.key".as_ref()));
-    let Auth::Password { username, password } = &config.auth else {
+    let Auth::Password { username, password } = config.auth() else {
         panic!()
     };
     assert_eq!(username.as_deref(), Some("app"));
@@ -115,11 +118,11 @@ fn host_parts_tls_and_password_from_separate_variables() {
 fn urls() {
     let config = ConnectionConfig::from_url("rediss://app:p%40ss@cache.internal:7000/3").unwrap();
     assert_eq!(
-        (config.host.as_str(), config.port, config.db),
+        (config.host(), config.port(), config.db()),
         ("cache.internal", 7000, 3)
     );
-    assert!(config.tls.is_some());
-    let Auth::Password { username, password } = &config.auth else {
+    assert!(config.tls().is_some());
+    let Auth::Password { username, password } = config.auth() else {
         panic!()
     };
     assert_eq!(
@@ -128,17 +131,17 @@ fn urls() {
     );
 
     let config = ConnectionConfig::from_url("redis://127.0.0.1").unwrap();
-    assert_eq!((config.port, config.db), (6379, 0));
-    assert!(config.tls.is_none());
-    assert!(matches!(config.auth, Auth::None));
+    assert_eq!((config.port(), config.db()), (6379, 0));
+    assert!(config.tls().is_none());
+    assert!(matches!(config.auth(), Auth::None));
 
     let config = ConnectionConfig::builder()
         .url("rediss://[::1]:6379")
         .min_tls_version(TlsVersion::Tls13)
         .build()
         .unwrap();
-    assert_eq!(config.host, "::1");
-    assert_eq!(config.tls.unwrap().min_version, TlsVersion::Tls13);
+    assert_eq!(config.host(), "::1");
+    assert_eq!(config.tls().unwrap().min_version, TlsVersion::Tls13);
 }
 
 #[test]
@@ -258,7 +261,7 @@ fn iam_from_the_builder() {
         .region("eu-west-1")
         .build()
         .unwrap();
-    let Auth::Iam(iam) = config.auth else {
+    let Auth::Iam(iam) = config.auth() else {
         panic!()
     };
     assert_eq!(iam.target.kind(), TargetKind::ReplicationGroup);
@@ -270,4 +273,89 @@ fn iam_from_the_builder() {
         .build()
         .unwrap_err();
     assert_eq!(err.parameter(), Some("tls"));
+}
+
+/// Each value that would make a configuration unusable is refused at build,
+/// naming the parameter the user wrote.
+#[test]
+fn unusable_values_are_refused_at_build() {
+    let base = || ConnectionConfig::builder().url("rediss://cache.example:6379");
+    let iam = || {
+        base()
+            .iam_replication_group("my-group")
+            .user_id("app")
+            .region("eu-west-1")
+    };
+    let cases: Vec<(ConnectionConfigBuilder, &str)> = vec![
+        (iam().tls(false), "tls"),
+        (
+            iam().max_connection_age(Duration::ZERO),
+            "max_connection_age",
+        ),
+        (
+            iam().max_connection_age(Duration::from_secs(12 * 3600)),
+            "max_connection_age",
+        ),
+        (
+            iam().max_connection_age(Duration::MAX),
+            "max_connection_age",
+        ),
+        (
+            // Re-authentication must come before the earliest deadline
+            // (95 % of the maximum age).
+            iam()
+                .reauth_after(Duration::from_millis(5800))
+                .max_connection_age(Duration::from_secs(6)),
+            "reauth_after",
+        ),
+        (base().port(0), "port"),
+        (base().host(""), "host"),
+        (base().host("  "), "host"),
+        (base().db(-1), "db"),
+        (
+            ConnectionConfig::builder().url("redis://cache.example:0"),
+            "url",
+        ),
+    ];
+    for (builder, parameter) in cases {
+        let err = builder.build().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Configuration, "{err}");
+        assert_eq!(err.parameter(), Some(parameter), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn unusable_pool_settings_are_refused_at_build() {
+    use elasticache_iam::Pool;
+    let config = || ConnectionConfig::from_url("redis://127.0.0.1:1").unwrap();
+    let cases = [
+        (Pool::builder(config()).max_size(0), "max_size"),
+        (
+            Pool::builder(config()).max_concurrent_connects(0),
+            "max_concurrent_connects",
+        ),
+        (
+            // More than tokio's semaphore can hold (it would panic).
+            Pool::builder(config()).max_concurrent_connects(usize::MAX),
+            "max_concurrent_connects",
+        ),
+        (
+            // More than bb8 accepts (it would panic).
+            Pool::builder(config()).max_size(2).min_idle(Some(3)),
+            "min_idle",
+        ),
+        (
+            Pool::builder(config()).connection_timeout(Duration::ZERO),
+            "connection_timeout",
+        ),
+        (
+            Pool::builder(config()).idle_timeout(Some(Duration::ZERO)),
+            "idle_timeout",
+        ),
+    ];
+    for (builder, parameter) in cases {
+        let err = builder.build_lazy().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Configuration, "{err}");
+        assert_eq!(err.parameter(), Some(parameter), "{err}");
+    }
 }

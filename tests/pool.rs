@@ -265,11 +265,16 @@ async fn health_and_debug_output_hold_no_secret() {
     );
 }
 
-/// A server from before `HELLO` (Redis 5): the pool falls back to `AUTH` and
-/// remembers it. A minimal RESP server on a thread, recording each command's
-/// name (and the AUTH arguments), plays it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn servers_without_hello_are_authenticated_with_auth() {
+/// A minimal RESP server on a thread, playing a server from before `HELLO`:
+/// `hello` is its answer to `HELLO`, `auth` its answer to `AUTH` with the
+/// given arguments. It records each command's name (and the AUTH arguments).
+/// A server's answer to `AUTH` with the given arguments.
+type AuthAnswer = fn(&[String]) -> &'static [u8];
+
+fn server_without_hello(
+    hello: &'static [u8],
+    auth: AuthAnswer,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufReader, Write};
     use std::sync::{Arc, Mutex};
 
@@ -295,9 +300,8 @@ async fn servers_without_hello_are_authenticated_with_auth() {
                         .collect();
                     let name = args[0].to_ascii_uppercase();
                     let reply: &[u8] = match name.as_str() {
-                        "HELLO" => b"-ERR unknown command 'HELLO', with args beginning with: \r\n",
-                        "AUTH" if args[1..] == ["app", "app-password"] => b"+OK\r\n",
-                        "AUTH" => b"-WRONGPASS invalid username-password pair\r\n",
+                        "HELLO" => hello,
+                        "AUTH" => auth(&args[1..]),
                         "PING" => b"+PONG\r\n",
                         _ => b"+OK\r\n",
                     };
@@ -310,18 +314,158 @@ async fn servers_without_hello_are_authenticated_with_auth() {
             });
         }
     });
+    (port, seen)
+}
 
-    let url = format!("redis://app:app-password@127.0.0.1:{port}");
-    let config = elasticache_iam::ConnectionConfig::from_url(&url).unwrap();
-    let pool = Pool::builder(config).max_size(2).build().await.unwrap();
-    let mut a = pool.get().await.unwrap();
-    let mut b = pool.get().await.unwrap();
-    for conn in [&mut a, &mut b] {
-        let pong: String = redis::cmd("PING").query_async(&mut **conn).await.unwrap();
-        assert_eq!(pong, "PONG");
+/// Redis 5's exact answer to `HELLO 3 AUTH app app-password`.
+const REDIS5_HELLO: &[u8] =
+    b"-ERR unknown command `HELLO`, with args beginning with: `3`, `AUTH`, `app`, `app-password`, \r\n";
+
+/// A server from before `HELLO`: the pool falls back to `AUTH` and
+/// remembers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_without_hello_are_authenticated_with_auth() {
+    for hello in [
+        b"-ERR unknown command 'HELLO', with args beginning with: \r\n".as_slice(),
+        REDIS5_HELLO,
+    ] {
+        let (port, seen) = server_without_hello(hello, |args| {
+            if args == ["app", "app-password"] {
+                b"+OK\r\n"
+            } else {
+                b"-WRONGPASS invalid username-password pair\r\n"
+            }
+        });
+        let url = format!("redis://app:app-password@127.0.0.1:{port}");
+        let config = elasticache_iam::ConnectionConfig::from_url(&url).unwrap();
+        let pool = Pool::builder(config).max_size(2).build().await.unwrap();
+        let mut a = pool.get().await.unwrap();
+        let mut b = pool.get().await.unwrap();
+        for conn in [&mut a, &mut b] {
+            let pong: String = redis::cmd("PING").query_async(&mut **conn).await.unwrap();
+            assert_eq!(pong, "PONG");
+        }
+        let seen = seen.lock().unwrap().clone();
+        let count = |what: &str| seen.iter().filter(|s| s.as_str() == what).count();
+        assert_eq!(count("HELLO"), 1, "tried once, then remembered: {seen:?}");
+        assert_eq!(count("AUTH app app-password"), 2, "{seen:?}");
     }
-    let seen = seen.lock().unwrap().clone();
-    let count = |what: &str| seen.iter().filter(|s| s.as_str() == what).count();
-    assert_eq!(count("HELLO"), 1, "tried once, then remembered: {seen:?}");
-    assert_eq!(count("AUTH app app-password"), 2, "{seen:?}");
+}
+
+/// After the fallback, the server's answer to `AUTH` is classified by what
+/// it says: a refusal is a refusal, a throttle a throttle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_to_auth_after_the_hello_fallback_keep_their_meaning() {
+    let cases: [(AuthAnswer, ErrorKind); 2] = [
+        (
+            |_| b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+            ErrorKind::AuthenticationRefused,
+        ),
+        (
+            |_| b"-ERR service is not available\r\n",
+            ErrorKind::Throttled,
+        ),
+    ];
+    for (auth, kind) in cases {
+        let (port, seen) = server_without_hello(REDIS5_HELLO, auth);
+        let url = format!("redis://app:app-password@127.0.0.1:{port}");
+        let config = elasticache_iam::ConnectionConfig::from_url(&url).unwrap();
+        let err = Pool::builder(config).build().await.unwrap_err();
+        println!("{err}");
+        assert_eq!(err.kind(), kind, "{err:?}");
+        let text = format!("{} {err:?}", elasticache_iam::display_chain(&err));
+        assert!(!text.contains("app-password"), "{text}");
+        // HELLO (and redis-rs's pipelined CLIENT SETINFO) on the first
+        // connection; AUTH, and nothing after it, on the second.
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.first().map(String::as_str), Some("HELLO"), "{seen:?}");
+        assert_eq!(
+            seen.last().map(String::as_str),
+            Some("AUTH app app-password"),
+            "{seen:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_ids_in_mixed_case_connect() {
+    for stack_config in [
+        StackConfig::replication_group("rg-mixed-case-01"),
+        StackConfig::serverless("mixed-case-01"),
+    ] {
+        let stack = start(stack_config).await;
+        let config = iam_config(&stack).user_id("IAM-User-01").build().unwrap();
+        let elasticache_iam::Auth::Iam(iam) = config.auth() else {
+            panic!("{config:?}")
+        };
+        assert_eq!(iam.user_id.as_str(), "iam-user-01", "one value, as signed");
+        let pool = iam_pool(config).max_size(2).build().await.unwrap();
+        let mut conn = pool.get().await.unwrap();
+        let () = conn.set("{mixed}:case", "ok").await.unwrap();
+        let read: String = conn.get("{mixed}:case").await.unwrap();
+        assert_eq!(read, "ok");
+        drop(conn);
+        // A refresher made elsewhere from the same mixed-case input fits.
+        let refresher = elasticache_iam::TokenRefresher::builder()
+            .target(pool.refresher().unwrap().signer().target().clone())
+            .user_id("IAM-User-01")
+            .region(stack.region())
+            .credentials_provider(support::pools::static_credentials())
+            .build()
+            .await
+            .unwrap();
+        let config = iam_config(&stack).user_id("IAM-User-01").build().unwrap();
+        let shared = Pool::builder(config)
+            .refresher(refresher)
+            .build()
+            .await
+            .unwrap();
+        drop(shared);
+        let stats = stack.stats();
+        assert_eq!(stats.failed_total(), 0, "{stats:?}");
+        assert!(stats.auth_ok >= 2, "{stats:?}");
+    }
+}
+
+/// The kernel's own view of the pooled sockets (`/proc/net/tcp`): each
+/// connection to the stack's front has a keepalive timer due within 15 s
+/// (without the setting there is no timer, or one 2 hours away).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_sockets_have_keepalive() {
+    let stack = start(StackConfig::replication_group("rg-keepalive-01")).await;
+    let config = iam_config(&stack).build().unwrap();
+    let pool = iam_pool(config).max_size(3).build().await.unwrap();
+    let held: Vec<_> = {
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut conn = pool.get().await.unwrap();
+            let () = conn.set("k", "v").await.unwrap();
+            held.push(conn);
+        }
+        held
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let front = format!(":{:04X}", stack.endpoint().port());
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    // sl local_address rem_address st tx:rx tr:tm->when ...
+    let timers: Vec<(String, u64)> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (remote, state, timer) = (fields[2], fields[3], fields[5]);
+            (remote.ends_with(&front) && state == "01").then(|| {
+                let (kind, when) = timer.split_once(':').unwrap();
+                (kind.to_owned(), u64::from_str_radix(when, 16).unwrap())
+            })
+        })
+        .collect();
+    println!("client sockets to the front (timer kind, due in 1/100 s): {timers:?}");
+    assert_eq!(timers.len(), 3, "{timers:?}");
+    for (kind, when) in &timers {
+        assert_eq!(kind, "02", "a keepalive timer: {timers:?}");
+        assert!(*when <= 1500, "due within 15 s: {timers:?}");
+    }
+    drop(held);
 }

@@ -273,6 +273,13 @@ impl TokenRefresher {
         }
     }
 
+    /// The current token if one with at least [`SAFETY_MARGIN`] of usable
+    /// life is held, from memory: never signs, never waits.
+    pub(crate) fn current(&self) -> Option<AuthToken> {
+        let shared = self.shared();
+        shared.state().fresh(shared.wall.now()).cloned()
+    }
+
     /// Signs a new token now, for a caller whose `AUTH` was just refused.
     ///
     /// Joins a cycle already in flight instead of starting another, and calls

@@ -1,0 +1,178 @@
+//! A connection's life: idle, in use or closed; its deadline; and the task
+//! that drives a standalone connection's socket and closes it when it must.
+//!
+//! The **deadline** is 95-100 % of `max_connection_age` after the connection's
+//! last successful authentication, always under the 12-hour cut: past it the
+//! connection is broken and the pool replaces it. An idle connection is closed
+//! at its deadline by the task that drives it, so that no idle connection
+//! meets the server's cut either. A connection whose reply will never be read
+//! (a timed-out or cancelled command) is closed at once with
+//! [`Life::close_now`], so that the server stops working for nobody (a
+//! `BLPOP` would otherwise pop a job into a reply that is thrown away).
+
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::backoff::jittered;
+use crate::clock::monotonic_now;
+use crate::config::Lifecycle;
+
+const IDLE: u8 = 0;
+const IN_USE: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// The low end of each connection's deadline, as a fraction of
+/// `max_connection_age`.
+pub(crate) const DEADLINE_JITTER: f64 = 0.95;
+
+/// What a connection and the task driving it share.
+pub(crate) struct Life {
+    state: AtomicU8,
+    deadline: Mutex<Instant>,
+    /// Signalled when the deadline moves.
+    moved: Notify,
+    /// Signalled by [`close_now`](Self::close_now).
+    closing: Notify,
+    max_age: Duration,
+}
+
+impl fmt::Debug for Life {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state.load(Ordering::Acquire) {
+            IDLE => "idle",
+            IN_USE => "in use",
+            _ => "closed",
+        };
+        f.debug_struct("Life")
+            .field("state", &state)
+            .field("deadline", &self.deadline())
+            .finish()
+    }
+}
+
+impl Life {
+    /// A connection authenticated now.
+    pub(crate) fn new(lifecycle: &Lifecycle) -> Self {
+        let max_age = lifecycle.max_connection_age;
+        Self {
+            state: AtomicU8::new(IDLE),
+            deadline: Mutex::new(monotonic_now() + jittered(max_age, DEADLINE_JITTER)),
+            moved: Notify::new(),
+            closing: Notify::new(),
+            max_age,
+        }
+    }
+
+    pub(crate) fn deadline(&self) -> Instant {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After a successful re-authentication: a new deadline from now.
+    pub(crate) fn authenticated(&self) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) =
+            monotonic_now() + jittered(self.max_age, DEADLINE_JITTER);
+        self.moved.notify_one();
+    }
+
+    pub(crate) fn is_expired(&self) -> bool {
+        monotonic_now() >= self.deadline()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CLOSED
+    }
+
+    /// Checkout: idle to in use; false if it was closed.
+    pub(crate) fn check_out(&self) -> bool {
+        self.state
+            .compare_exchange(IDLE, IN_USE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Back in the pool.
+    pub(crate) fn check_in(&self) {
+        let _ = self
+            .state
+            .compare_exchange(IN_USE, IDLE, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Marks it closed; true if it was not already, so that whoever closes
+    /// it counts it, once.
+    pub(crate) fn close(&self) -> bool {
+        self.state.swap(CLOSED, Ordering::AcqRel) != CLOSED
+    }
+
+    /// Marks it closed and has the driving task close the socket now, even
+    /// while a borrower holds it; true if it was not closed already.
+    pub(crate) fn close_now(&self) -> bool {
+        let first = self.close();
+        self.closing.notify_one();
+        first
+    }
+
+    /// The driver's side at the deadline: `Some(true)` if it closed an idle
+    /// connection (and counts it), `Some(false)` if someone else already
+    /// closed it (and counted it), `None` if it is in use.
+    fn close_if_idle(&self) -> Option<bool> {
+        match self
+            .state
+            .compare_exchange(IDLE, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Some(true),
+            Err(CLOSED) => Some(false),
+            Err(_) => None,
+        }
+    }
+
+    /// Drives a standalone connection (redis-rs's `driver` future) until the
+    /// server closes it, its handle is dropped, it is closed with
+    /// [`close_now`](Self::close_now), or it reaches its deadline while idle.
+    /// `on_idle_expiry` runs when it is closed for its deadline, `on_lost`
+    /// when the server or the network closed it.
+    pub(crate) async fn drive(
+        &self,
+        driver: impl Future<Output = ()>,
+        on_idle_expiry: impl FnOnce(),
+        on_lost: impl FnOnce(),
+    ) {
+        let mut driver = std::pin::pin!(driver);
+        loop {
+            let deadline = self.deadline();
+            tokio::select! {
+                () = &mut driver => break,
+                // Dropping the driver closes the socket; whoever closed it
+                // counted it.
+                () = self.closing.notified() => return,
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+            if self.deadline() > deadline {
+                continue;
+            }
+            match self.close_if_idle() {
+                Some(true) => {
+                    on_idle_expiry();
+                    return;
+                }
+                Some(false) => return,
+                None => {}
+            }
+            // In use past its deadline: replaced when it comes back, unless a
+            // re-authentication moves the deadline first.
+            tokio::select! {
+                () = &mut driver => break,
+                () = self.closing.notified() => return,
+                () = self.moved.notified() => {}
+            }
+        }
+        // A connection dropped by the pool was marked closed first (see
+        // `Drop for Connection`); otherwise the server or the network ended it.
+        if self.close() {
+            on_lost();
+        }
+    }
+}
