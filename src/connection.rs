@@ -338,18 +338,7 @@ impl Connection {
                     let mut auth_conn = c.clone();
                     async move { auth_conn.req_packed_command(&auth).await }
                 });
-                let request = async {
-                    match request? {
-                        Request::Command(cmd) => {
-                            Some(c.req_packed_command(cmd).await.map(Replies::Command))
-                        }
-                        Request::Pipeline(p, offset, count) => Some(
-                            c.req_packed_commands(p, offset, count)
-                                .await
-                                .map(Replies::Pipeline),
-                        ),
-                    }
-                };
+                let request = request_on(c, request);
                 let both = async {
                     match auth {
                         Some(auth) => {
@@ -370,19 +359,7 @@ impl Connection {
                 let Some(mut c) = slot.handle() else {
                     return (None, Some(Err(closed_error())));
                 };
-                let request = async {
-                    match request? {
-                        Request::Command(cmd) => {
-                            Some(c.req_packed_command(cmd).await.map(Replies::Command))
-                        }
-                        Request::Pipeline(p, offset, count) => Some(
-                            c.req_packed_commands(p, offset, count)
-                                .await
-                                .map(Replies::Pipeline),
-                        ),
-                    }
-                };
-                let only = async { (None, request.await) };
+                let only = async { (None, request_on(&mut c, request).await) };
                 answer(
                     &self.life,
                     &self.settings.counters,
@@ -403,6 +380,23 @@ impl Connection {
         }
         (auth_reply, reply)
     }
+}
+
+/// `request` on `connection`, if there is one.
+async fn request_on(
+    connection: &mut impl ConnectionLike,
+    request: Option<Request<'_>>,
+) -> Option<RedisResult<Replies>> {
+    Some(match request? {
+        Request::Command(cmd) => connection
+            .req_packed_command(cmd)
+            .await
+            .map(Replies::Command),
+        Request::Pipeline(pipeline, offset, count) => connection
+            .req_packed_commands(pipeline, offset, count)
+            .await
+            .map(Replies::Pipeline),
+    })
 }
 
 fn closed_error() -> RedisError {

@@ -552,37 +552,52 @@ async fn from_an_sdk_config() {
     assert_eq!(credentials.calls().len(), 1);
 }
 
-/// The runtime that built a refresher shuts down while its refreshes are
-/// failing (and with it the background task that would retry them): reads
-/// on another runtime sign for themselves instead of failing for good.
-#[test]
-fn a_refresher_outlives_the_runtime_that_built_it() {
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
-    let first = runtime();
-    let (refresher, clock) = first.block_on(async {
+/// A runtime of its own, as a program with several has.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// On `runtime`: a refresher whose credential source is down from minute
+/// 20 to 30; at minute 20 its token has run out and a signing fails, and
+/// reads fail while its background task retries. `let_task_plan` gives the
+/// task the chance to plan its retry (1-2 s away) before returning.
+fn failing_refresher(
+    runtime: &tokio::runtime::Runtime,
+    let_task_plan: bool,
+) -> (TokenRefresher, TokioWallClock) {
+    runtime.block_on(async {
         let clock = TokioWallClock::new(start());
         let provider = ScriptedCredentials::long_term(clock.clone());
         let refresher = start_refresher(&provider, &clock).await;
-        // The credential source is down from minute 20 to 30; at minute 20
-        // the token has run out and a signing fails.
         provider.fail_between(start() + 20 * MINUTE, start() + 30 * MINUTE);
         clock.jump(20 * MINUTE);
         assert!(refresher.refresh_now().await.is_err());
+        if let_task_plan {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
         assert!(
             refresher.token().await.is_err(),
             "failing, retried by the task"
         );
         (refresher, clock)
-    });
+    })
+}
+
+/// The runtime that built a refresher shuts down while its refreshes are
+/// failing (and with it the background task that would retry them): reads
+/// on another runtime sign for themselves instead of failing for good.
+#[test]
+fn a_refresher_outlives_the_runtime_that_built_it() {
+    let first = runtime();
+    let (refresher, clock) = failing_refresher(&first, false);
     drop(first);
     clock.jump(15 * MINUTE); // the source is back
-    let second = runtime();
-    let token = second
+    let token = runtime()
         .block_on(refresher.token())
         .expect("a read on another runtime signs for itself");
     assert!(token.usable_until() > clock.now() + SAFETY_MARGIN);
@@ -650,33 +665,10 @@ async fn a_panicking_provider_fails_one_cycle_and_nothing_else() {
 /// overdue, and a read elsewhere signs for itself.
 #[test]
 fn a_refresher_outlives_a_runtime_that_is_no_longer_driven() {
-    let first = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (refresher, clock) = first.block_on(async {
-        let clock = TokioWallClock::new(start());
-        let provider = ScriptedCredentials::long_term(clock.clone());
-        let refresher = start_refresher(&provider, &clock).await;
-        provider.fail_between(start() + 20 * MINUTE, start() + 30 * MINUTE);
-        clock.jump(20 * MINUTE);
-        assert!(refresher.refresh_now().await.is_err());
-        // Let the background task plan its retry (1-2 s away).
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        assert!(
-            refresher.token().await.is_err(),
-            "failing, retried by the task"
-        );
-        (refresher, clock)
-    });
+    let first = runtime();
+    let (refresher, clock) = failing_refresher(&first, true);
     clock.jump(15 * MINUTE); // the source is back; the retry is long overdue
-    let second = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let token = second
+    let token = runtime()
         .block_on(refresher.token())
         .expect("a read on another runtime signs for itself");
     assert!(token.usable_until() > clock.now() + SAFETY_MARGIN);
