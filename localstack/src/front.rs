@@ -19,9 +19,10 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::clock::monotonic_now;
+use crate::config::Mode;
 use crate::resp::{self, Command};
+use crate::shared::Shared;
 use crate::verify::{Refusal, verify};
-use crate::{Mode, Shared};
 
 /// Unauthenticated commands tolerated before the connection is closed.
 const MAX_UNAUTHENTICATED: u32 = 10;

@@ -5,6 +5,14 @@ use std::fmt;
 use std::sync::RwLock;
 use std::time::SystemTime;
 
+/// The access key id of the stack's static test credentials.
+pub const STATIC_ACCESS_KEY_ID: &str = "AKIALOCALSTACKEXAMPLE";
+/// The secret access key of the stack's static test credentials (a test value,
+/// accepted only by this stack).
+pub const STATIC_SECRET_ACCESS_KEY: &str = "localstack/static/secret/EXAMPLEKEY0000000000";
+/// The principal of the static test credentials.
+pub const STATIC_PRINCIPAL: &str = "arn:aws:iam::000000000000:user/localstack-test";
+
 /// One set of AWS credentials known to the stack.
 #[derive(Clone)]
 pub struct KnownCredentials {

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::Shared;
 use crate::registry::KnownCredentials;
+use crate::shared::Shared;
 
 /// The role the ECS task role endpoint issues credentials for.
 pub const ECS_ROLE_ARN: &str = "arn:aws:iam::000000000000:role/localstack-ecs-task";
@@ -212,6 +212,9 @@ async fn stats(State(state): State<Arc<HttpState>>) -> Response {
     Json(state.shared.stats.snapshot()).into_response()
 }
 
+/// Applies one fault with its value.
+type ApplyFault<'a> = dyn Fn(u64) + 'a;
+
 async fn faults(
     State(state): State<Arc<HttpState>>,
     Json(request): Json<FaultRequest>,
@@ -221,27 +224,30 @@ async fn faults(
         state.shared.drop_all_connections();
         applied.push("drop_connections".to_owned());
     }
-    if let Some(n) = request.reject_auths {
-        state.shared.faults.reject_next_auths(n);
-        applied.push(format!("reject_auths={n}"));
-    }
-    if let Some(ms) = request.throttle_auth_ms {
-        state
-            .shared
-            .faults
-            .throttle_auths_for(Duration::from_millis(ms));
-        applied.push(format!("throttle_auth_ms={ms}"));
-    }
-    if let Some(n) = request.fail_credential_requests {
-        state.shared.faults.fail_credential_requests(n);
-        applied.push(format!("fail_credential_requests={n}"));
-    }
-    if let Some(ms) = request.credential_outage_ms {
-        state
-            .shared
-            .faults
-            .credential_outage_for(Duration::from_millis(ms));
-        applied.push(format!("credential_outage_ms={ms}"));
+    let faults = &state.shared.faults;
+    let requested: [(&str, Option<u64>, &ApplyFault); 4] = [
+        ("reject_auths", request.reject_auths, &|n| {
+            faults.reject_next_auths(n)
+        }),
+        ("throttle_auth_ms", request.throttle_auth_ms, &|ms| {
+            faults.throttle_auths_for(Duration::from_millis(ms))
+        }),
+        (
+            "fail_credential_requests",
+            request.fail_credential_requests,
+            &|n| faults.fail_credential_requests(n),
+        ),
+        (
+            "credential_outage_ms",
+            request.credential_outage_ms,
+            &|ms| faults.credential_outage_for(Duration::from_millis(ms)),
+        ),
+    ];
+    for (name, value, apply) in requested {
+        if let Some(value) = value {
+            apply(value);
+            applied.push(format!("{name}={value}"));
+        }
     }
     if let Some(action) = &request.upstream {
         let mut upstream = state.shared.upstream.lock().await;

@@ -1,0 +1,158 @@
+//! How to run a [`Stack`](crate::Stack): the kind of cache, its name, user
+//! and region, the upstream server, the 12-hour rule's scale, the lifetime
+//! of issued credentials, TLS.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{SystemClock, WallClock};
+use crate::upstream::Engine;
+
+/// What kind of cache the front pretends to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// An ElastiCache Serverless cache: cluster protocol, one shard at the front,
+    /// tokens must carry `ResourceType=ServerlessCache`.
+    Serverless,
+    /// A node-based replication group with cluster mode disabled.
+    ReplicationGroup,
+}
+
+/// How to run a [`Stack`](crate::Stack). Start from [`StackConfig::serverless`] or
+/// [`StackConfig::replication_group`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct StackConfig {
+    /// The kind of cache.
+    pub mode: Mode,
+    /// The cache name (serverless) or replication group id, which tokens sign.
+    pub cache_name: String,
+    /// The IAM-enabled user id (== user name).
+    pub user_id: String,
+    /// The region tokens must be signed for. Defaults to `us-east-1`.
+    pub region: String,
+    /// The upstream server. Defaults to Valkey.
+    pub engine: Engine,
+    /// The upstream binary; defaults to the engine's binary on `PATH`.
+    pub server_binary: Option<PathBuf>,
+    /// The front's port; 0 (the default) picks a free one.
+    pub port: u16,
+    /// Connections are closed once their last authentication is older than this.
+    /// Defaults to 12 hours.
+    pub max_auth_age: Duration,
+    /// Lifetime of the temporary credentials the mock endpoints issue. Defaults to 1 hour.
+    pub credential_lifetime: Duration,
+    /// How far in the future a token's signing time may be. Defaults to 5 minutes.
+    pub clock_skew: Duration,
+    /// Accept TLS 1.3 only, as public endpoints do. Defaults to false (1.2 and 1.3).
+    pub tls13_only: bool,
+    /// The host name the topology advertises. Defaults to `127.0.0.1`.
+    pub advertised_host: String,
+    /// A password (ACL) user `(name, password)` accepted besides IAM, for
+    /// side-by-side comparisons. Defaults to none.
+    pub password_user: Option<(String, String)>,
+    /// The wall clock for token checks. Defaults to the system clock.
+    pub clock: Arc<dyn WallClock>,
+}
+
+impl StackConfig {
+    fn new(mode: Mode, cache_name: &str) -> Self {
+        Self {
+            mode,
+            cache_name: cache_name.to_owned(),
+            user_id: "iam-user-01".to_owned(),
+            region: "us-east-1".to_owned(),
+            engine: Engine::Valkey,
+            server_binary: None,
+            port: 0,
+            max_auth_age: Duration::from_secs(12 * 3600),
+            credential_lifetime: Duration::from_secs(3600),
+            clock_skew: Duration::from_secs(300),
+            tls13_only: false,
+            advertised_host: "127.0.0.1".to_owned(),
+            password_user: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// An ElastiCache Serverless cache named `name`, user `iam-user-01`, region `us-east-1`.
+    pub fn serverless(name: &str) -> Self {
+        Self::new(Mode::Serverless, name)
+    }
+
+    /// A node-based replication group `id`, user `iam-user-01`, region `us-east-1`.
+    pub fn replication_group(id: &str) -> Self {
+        Self::new(Mode::ReplicationGroup, id)
+    }
+
+    /// The IAM user id. Defaults to `iam-user-01`.
+    #[must_use]
+    pub fn user_id(mut self, user_id: &str) -> Self {
+        self.user_id = user_id.to_owned();
+        self
+    }
+
+    /// The region. Defaults to `us-east-1`.
+    #[must_use]
+    pub fn region(mut self, region: &str) -> Self {
+        self.region = region.to_owned();
+        self
+    }
+
+    /// The max auth age (the 12-hour rule). Defaults to 12 hours.
+    #[must_use]
+    pub fn max_auth_age(mut self, age: Duration) -> Self {
+        self.max_auth_age = age;
+        self
+    }
+
+    /// The upstream engine. Defaults to Valkey.
+    #[must_use]
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// The wall clock. Defaults to the system clock.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// A password user besides IAM. Defaults to none.
+    #[must_use]
+    pub fn password_user(mut self, user: &str, password: &str) -> Self {
+        self.password_user = Some((user.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// Lifetime of the temporary credentials the mock endpoints issue. Defaults to 1 hour.
+    #[must_use]
+    pub fn credential_lifetime(mut self, lifetime: Duration) -> Self {
+        self.credential_lifetime = lifetime;
+        self
+    }
+
+    /// The front's port; 0 picks a free one. Defaults to 0.
+    #[must_use]
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The upstream binary. Defaults to the engine's binary on `PATH`.
+    #[must_use]
+    pub fn server_binary(mut self, path: PathBuf) -> Self {
+        self.server_binary = Some(path);
+        self
+    }
+
+    /// TLS 1.3 only. Defaults to false.
+    #[must_use]
+    pub fn tls13_only(mut self, on: bool) -> Self {
+        self.tls13_only = on;
+        self
+    }
+}
