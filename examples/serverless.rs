@@ -43,24 +43,6 @@ struct Args {
     concurrency: u32,
 }
 
-/// Settings the program needs, each checked on its own so that every problem
-/// is reported at once.
-const REQUIRED: [(&str, &str); 4] = [
-    (
-        "ELASTICACHE_SERVERLESS_CACHE",
-        "the serverless cache's name (not its endpoint)",
-    ),
-    (
-        "ELASTICACHE_USER_ID",
-        "the IAM-enabled user id (equal to its user name)",
-    ),
-    ("AWS_REGION", "the cache's region, e.g. us-east-1"),
-    (
-        "USE_IAM_AUTH",
-        "must be true: this program authenticates with IAM",
-    ),
-];
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -70,19 +52,28 @@ async fn main() -> ExitCode {
         .init();
     let args = Args::parse();
 
-    let problems = preflight(|name| std::env::var(name).ok());
+    // Every problem with the settings at once, one line each: the
+    // library's, and this program's own requirement of IAM.
+    let iam = require_iam(std::env::var("USE_IAM_AUTH").ok());
+    let config = ConnectionConfig::builder().from_env().use_iam(true).build();
+    let problems: Vec<String> = iam
+        .into_iter()
+        .chain(config.as_ref().err().into_iter().flat_map(|err| {
+            let each = match err.problems() {
+                [] => std::slice::from_ref(err),
+                each => each,
+            };
+            each.iter().map(diagnose)
+        }))
+        .collect();
     if !problems.is_empty() {
         for problem in problems {
             eprintln!("error: {problem}");
         }
         return ExitCode::from(2);
     }
-    let config = match ConnectionConfig::from_env() {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {}", diagnose(&err));
-            return ExitCode::from(2);
-        }
+    let Ok(config) = config else {
+        return ExitCode::from(2);
     };
     let pool = match Pool::builder(config)
         .max_size(args.concurrency)
@@ -139,28 +130,19 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Every missing or malformed setting, one message each. The endpoint is
-/// `REDIS_URL` or `REDIS_HOST`.
-fn preflight(get: impl Fn(&str) -> Option<String>) -> Vec<String> {
-    let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-    let mut problems = Vec::new();
-    if set("REDIS_URL").is_none() && set("REDIS_HOST").is_none() {
-        problems.push(
-            "no endpoint: set REDIS_URL (rediss://ENDPOINT:6379) or REDIS_HOST to the cache's \
-             endpoint"
+/// This program authenticates with IAM: `USE_IAM_AUTH` must say so. (A
+/// value that is not a boolean at all is the library's to report.)
+fn require_iam(value: Option<String>) -> Option<String> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Some(
+            "USE_IAM_AUTH is not set: it must be true, this program authenticates with IAM"
                 .to_owned(),
-        );
+        ),
+        Some(v) if ["false", "0", "no", "off"].contains(&v.to_ascii_lowercase().as_str()) => Some(
+            format!("USE_IAM_AUTH={v:?}: it must be true, this program authenticates with IAM"),
+        ),
+        Some(_) => None,
     }
-    for (name, what) in REQUIRED {
-        match set(name) {
-            None => problems.push(format!("{name} is not set: {what}")),
-            Some(value) if name == "USE_IAM_AUTH" && value.trim() != "true" => {
-                problems.push(format!("USE_IAM_AUTH={value:?}: {what}"))
-            }
-            Some(_) => {}
-        }
-    }
-    problems
 }
 
 /// A start-up failure, with what to do about it.
@@ -339,15 +321,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_missing_setting_is_reported() {
-        let problems = preflight(|_| None);
-        assert_eq!(problems.len(), 5, "{problems:?}");
-        let ok = |name: &str| {
-            Some(match name {
-                "USE_IAM_AUTH" => "true".to_owned(),
-                _ => "x".to_owned(),
-            })
-        };
-        assert!(preflight(ok).is_empty());
+    fn iam_is_required() {
+        assert!(require_iam(None).is_some());
+        assert!(require_iam(Some(" ".into())).is_some());
+        assert!(require_iam(Some("false".into())).is_some());
+        assert!(require_iam(Some("true".into())).is_none());
+        // Not a boolean: the library names it.
+        assert!(require_iam(Some("sure".into())).is_none());
     }
 }

@@ -22,7 +22,7 @@
 //!    the pool replaces a dirty connection instead of handing it on.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -30,9 +30,10 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 use crate::command::{Block, Change, Command};
-use crate::config::Lifecycle;
 use crate::counters::{Counters, bump};
 use crate::life::Life;
+use crate::lifecycle::Lifecycle;
+use crate::lock::lock;
 use crate::reauth::{Reauth, Reauthenticator};
 use crate::session::Session;
 
@@ -77,17 +78,13 @@ impl ClusterSlot {
         Self(Arc::new(Mutex::new(Some(connection))))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<ClusterConnection>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// A handle for one request, unless the connection was closed.
     fn handle(&self) -> Option<ClusterConnection> {
-        self.lock().clone()
+        lock(&self.0).clone()
     }
 
     fn close(&self) {
-        drop(self.lock().take());
+        drop(lock(&self.0).take());
     }
 }
 

@@ -49,6 +49,11 @@ pub(crate) type SharedSource = Arc<dyn StdError + Send + Sync + 'static>;
 pub struct Error {
     kind: ErrorKind,
     parameter: Option<&'static str>,
+    /// For a configuration with several problems: every parameter at fault,
+    /// in the order found (`parameter` is the first).
+    parameters: Vec<&'static str>,
+    /// For a configuration with several problems: each of them.
+    problems: Vec<Error>,
     message: Cow<'static, str>,
     source: Option<SharedSource>,
 }
@@ -59,6 +64,8 @@ impl Error {
         Self {
             kind: ErrorKind::Configuration,
             parameter: Some(parameter),
+            parameters: vec![parameter],
+            problems: Vec::new(),
             message: message.into(),
             source: None,
         }
@@ -73,6 +80,8 @@ impl Error {
         Self {
             kind,
             parameter: None,
+            parameters: Vec::new(),
+            problems: Vec::new(),
             message: message.into(),
             source: None,
         }
@@ -82,6 +91,7 @@ impl Error {
     /// rather than the builder method it feeds).
     pub(crate) fn with_parameter(mut self, parameter: &'static str) -> Self {
         self.parameter = Some(parameter);
+        self.parameters = vec![parameter];
         self
     }
 
@@ -107,15 +117,32 @@ impl Error {
         self.kind
     }
 
-    /// For configuration errors, the parameter that was missing or invalid
-    /// (`serverless_cache_name`, `replication_group_id`, `memorydb_cluster_name`,
-    /// `target`, `user_id`, `region`, `rotation_interval`, `reauth_after`,
-    /// `credentials_provider`, `runtime`, `host`, `tls`, `password`, `ca_file`,
-    /// `client_cert`, `client_key`, `min_tls_version`, `db`, `max_size`, ...),
-    /// or the environment variable it came from (`REDIS_URL`, `AWS_REGION`,
-    /// `ELASTICACHE_TOKEN_REFRESH_INTERVAL`, ...).
+    /// For configuration errors, the parameter that was missing or invalid,
+    /// by the name the user wrote: the builder method (`serverless_cache`,
+    /// `replication_group`, `memorydb_cluster`, `target`, `user_id`,
+    /// `region`, `token_refresh_interval`, `reauth_after`,
+    /// `max_connection_age`, `credentials_provider`, `host`, `port`, `db`,
+    /// `url`, `tls`, `password`, `ca_file`, `client_certificate`,
+    /// `min_tls_version`, `max_size`, `min_idle`, `refresher`, ...), or the
+    /// environment variable (`REDIS_URL`, `AWS_REGION`,
+    /// `ELASTICACHE_TOKEN_REFRESH_INTERVAL`, `REDIS_SSL_KEYFILE`, ...);
+    /// `runtime` when a refresher is built outside a Tokio runtime. With
+    /// several problems, the first (see [`parameters`](Self::parameters)).
     pub fn parameter(&self) -> Option<&'static str> {
         self.parameter
+    }
+
+    /// For a configuration error, every parameter at fault: a `build()` that
+    /// finds several problems reports them all in one error, and its message
+    /// lists them in this order. [`parameter`](Self::parameter) is the first.
+    pub fn parameters(&self) -> &[&'static str] {
+        &self.parameters
+    }
+
+    /// For an error that reports several problems at once, each of them, in
+    /// order (to show one per line, say); empty otherwise.
+    pub fn problems(&self) -> &[Error] {
+        &self.problems
     }
 
     /// Whether the same operation may succeed if tried again later: true for
@@ -156,6 +183,52 @@ impl StdError for Error {
         self.source
             .as_deref()
             .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// The problems a `build()` finds, gathered so that one error reports
+/// them all.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Problems(Vec<Error>);
+
+impl Problems {
+    pub(crate) fn push(&mut self, err: Error) {
+        self.0.push(err);
+    }
+
+    /// `result`'s value, or `None` with its error noted.
+    pub(crate) fn check<T>(&mut self, result: Result<T, Error>) -> Option<T> {
+        result.map_err(|err| self.push(err)).ok()
+    }
+
+    /// `value` if nothing was found, else one error: the only one, or one
+    /// that lists them all (`parameter()` the first, `parameters()` each).
+    /// (A builder has a value whenever it found no problem.)
+    pub(crate) fn finish<T>(self, value: Option<T>) -> Result<T, Error> {
+        let mut problems = self.0;
+        match problems.len() {
+            0 => value.ok_or_else(|| {
+                Error::new(ErrorKind::Configuration, "the configuration is incomplete")
+            }),
+            1 => Err(problems.remove(0)),
+            n => {
+                let parameters: Vec<&'static str> =
+                    problems.iter().filter_map(Error::parameter).collect();
+                let list: Vec<String> = problems
+                    .iter()
+                    .enumerate()
+                    .map(|(i, err)| format!("({}) {}", i + 1, display_chain(err)))
+                    .collect();
+                Err(Error {
+                    kind: problems[0].kind,
+                    parameter: parameters.first().copied(),
+                    parameters,
+                    message: format!("{n} problems: {}", list.join("; ")).into(),
+                    source: None,
+                    problems,
+                })
+            }
+        }
     }
 }
 

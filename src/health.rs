@@ -1,20 +1,20 @@
 //! The health report: what a `/health` endpoint shows about the pool, the
 //! token and the server. Serializable; holds no secret.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use redis::Value;
-use serde::{Serialize, Serializer};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use serde::Serialize;
 
 use crate::clock::monotonic_now;
+use crate::connection::Connection;
+use crate::connector::Connector;
 use crate::counters::read;
 use crate::error::display_chain;
-use crate::manager::{AuthSource, Transport};
-use crate::pool::Pool;
+use crate::refresher::{RefresherStatus, TokenRefresher};
 
-/// A snapshot of a [`Pool`], from [`Pool::health`]. Times are RFC 3339 in
+/// A snapshot of a [`Pool`](crate::Pool), from
+/// [`Pool::health`](crate::Pool::health). Times are RFC 3339 in
 /// the serialized form.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
@@ -37,8 +37,8 @@ pub struct Health {
     pub error: Option<String>,
     /// Connections.
     pub pool: PoolHealth,
-    /// The IAM token; `None` without IAM.
-    pub token: Option<TokenHealth>,
+    /// The IAM token refresher's state; `None` without IAM.
+    pub token: Option<RefresherStatus>,
     /// Counts since the pool started.
     pub counts: Counts,
     /// The last failed connection attempt, kept after recoveries for the
@@ -56,26 +56,6 @@ pub struct PoolHealth {
     pub idle: u32,
     /// The most the pool opens.
     pub max_size: u32,
-}
-
-/// The IAM token's state.
-#[derive(Clone, Debug, Serialize)]
-#[non_exhaustive]
-pub struct TokenHealth {
-    /// When the current token was signed.
-    #[serde(serialize_with = "rfc3339")]
-    pub signed_at: Option<SystemTime>,
-    /// The end of its usable life.
-    #[serde(serialize_with = "rfc3339")]
-    pub usable_until: Option<SystemTime>,
-    /// Tokens signed so far.
-    pub rotations: u64,
-    /// Failed signing cycles since the last success (0 when healthy).
-    pub consecutive_failures: u32,
-    /// The last signing failure, with its causes.
-    pub last_refresh_error: Option<String>,
-    /// Where the last credentials came from, when the provider said.
-    pub credential_source: Option<&'static str>,
 }
 
 /// Counts since the pool started.
@@ -106,13 +86,12 @@ pub struct Counts {
 }
 
 /// The counts now: atomics read, no I/O.
-pub(crate) fn counts(pool: &Pool) -> Counts {
-    let shared = &pool.manager.shared;
-    let counters = &shared.counters;
-    let cluster_reauths = match (&shared.auth, &shared.transport) {
-        (AuthSource::Iam { refresher, .. }, Transport::Cluster(_)) => {
-            refresher.shared().reauth_tokens()
-        }
+pub(crate) fn counts(connector: &Connector) -> Counts {
+    let counters = connector.counters();
+    // In cluster mode redis-rs re-authenticates, with tokens from the
+    // refresher's stream.
+    let cluster_reauths = match connector.refresher() {
+        Ok(refresher) if connector.is_cluster() => refresher.reauth_tokens(),
         _ => 0,
     };
     Counts {
@@ -127,62 +106,46 @@ pub(crate) fn counts(pool: &Pool) -> Counts {
     }
 }
 
-pub(crate) async fn report(pool: &Pool) -> Health {
-    let shared = &pool.manager.shared;
-    let state = pool.inner.state();
-    let token = match &shared.auth {
-        AuthSource::Iam { refresher, .. } => {
-            let status = refresher.status();
-            Some(TokenHealth {
-                signed_at: status.signed_at,
-                usable_until: status.usable_until,
-                rotations: status.rotations,
-                consecutive_failures: status.consecutive_failures,
-                last_refresh_error: status.last_error,
-                credential_source: status.credential_source,
-            })
-        }
-        _ => None,
-    };
-    let (ping_latency_us, server_version, error) = match ping(pool).await {
+/// How long a health check waits for a pooled connection.
+pub(crate) const WAIT: Duration = Duration::from_secs(5);
+
+/// The report, from the connector's state, the pool's, and what the server
+/// answered (`ping`'s result).
+pub(crate) fn report(
+    connector: &Connector,
+    pool: PoolHealth,
+    server: Result<(Duration, Option<String>), String>,
+) -> Health {
+    let token = connector.refresher().ok().map(TokenRefresher::status);
+    let (ping_latency_us, server_version, error) = match server {
         Ok((latency, version)) => (Some(latency.as_micros() as u64), version, None),
         Err(err) => (None, None, Some(err)),
     };
-    let token_ok = token
-        .as_ref()
-        .is_none_or(|t| t.signed_at.is_some() && t.consecutive_failures == 0);
+    let token_ok = token.as_ref().is_none_or(RefresherStatus::is_healthy);
     Health {
         ok: error.is_none() && token_ok,
-        auth_mode: shared.auth.mode(),
-        mode: if pool.is_cluster() {
+        auth_mode: connector.auth_mode(),
+        mode: if connector.is_cluster() {
             "cluster"
         } else {
             "standalone"
         },
-        endpoint: shared.endpoint.clone(),
+        endpoint: connector.endpoint().to_owned(),
         ping_latency_us,
         server_version,
         error,
-        pool: PoolHealth {
-            connections: state.connections,
-            idle: state.idle_connections,
-            max_size: pool.inner.config().max_size,
-        },
+        pool,
         token,
-        counts: counts(pool),
-        last_connect_error: shared.last_failure().map(|e| display_chain(&e)),
+        counts: counts(connector),
+        last_connect_error: connector
+            .attempts()
+            .last_failure()
+            .map(|e| display_chain(&e)),
     }
 }
 
-/// How long a health check waits for a pooled connection.
-const HEALTH_WAIT: Duration = Duration::from_secs(5);
-
-/// `PING` (timed) and `INFO server` on a pooled connection.
-async fn ping(pool: &Pool) -> Result<(Duration, Option<String>), String> {
-    let mut conn = tokio::time::timeout(HEALTH_WAIT, pool.get())
-        .await
-        .map_err(|_| format!("no connection became free within {HEALTH_WAIT:?}"))?
-        .map_err(|e| display_chain(&e))?;
+/// `PING` (timed) and `INFO server` on a connection.
+pub(crate) async fn ping(conn: &mut Connection) -> Result<(Duration, Option<String>), String> {
     let started = monotonic_now();
     redis::cmd("PING")
         .query_async::<()>(&mut *conn)
@@ -219,13 +182,6 @@ fn version_in(text: &str) -> Option<String> {
         (Some(v), _) => Some(format!("valkey {v}")),
         (None, Some(v)) => Some(format!("redis {v}")),
         (None, None) => None,
-    }
-}
-
-fn rfc3339<S: Serializer>(at: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match at.map(|t| OffsetDateTime::from(t).format(&Rfc3339)) {
-        Some(Ok(text)) => s.serialize_some(&text),
-        _ => s.serialize_none(),
     }
 }
 

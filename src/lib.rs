@@ -13,29 +13,33 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | `target` | [`Target`] (serverless cache, replication group, MemoryDB cluster) and [`UserId`]: AWS's naming rules, checked on ASCII only |
+//! | `target` | [`Target`] (serverless cache, replication group, MemoryDB cluster) and [`UserId`]: AWS's naming rules, checked on ASCII only; the one-target choice every builder makes |
 //! | `region` | AWS region ids, checked before they are signed |
 //! | `signer` | [`TokenSigner`]: a pure function (credentials, time) -> [`AuthToken`], on `aws-sigv4` query presigning |
 //! | `token` | [`AuthToken`]: the bearer secret (redacted `Debug`, no `Display`, zeroized) and its validity window |
+//! | `lifecycle` | [`Lifecycle`]: one home for the 12-hour rules: token refresh interval, re-auth time, maximum connection age; their defaults, environment variables, bounds, cross-checks and per-connection jitter |
 //! | `refresher` | [`TokenRefresher`]: the current token in memory, a background task that rotates it, single-flight signing, backoff, [`RefresherStatus`] |
-//! | `redis_auth` | the refresher as redis-rs's `StreamingCredentialsProvider`: one `AUTH` per new connection, re-authentication on a per-connection schedule |
-//! | `backoff` | per-connection jitter, and the exponential backoff of every retry loop |
-//! | `clock` | the two clocks: wall time (an injected `TimeSource`) and tokio's scheduling time |
-//! | `config` | [`ConnectionConfig`]: endpoint, [`Auth`] (none, password, IAM), [`TlsOptions`], [`Lifecycle`]; from a URL, a builder or the environment |
+//! | `redis_auth` | the refresher as redis-rs's `StreamingCredentialsProvider`, and its bookkeeping: one `AUTH` per new connection, re-authentication on a per-connection schedule |
+//! | `config` | [`ConnectionConfig`]: endpoint, [`Auth`] (none, password, IAM), [`TlsOptions`], [`Lifecycle`]; built from a URL, builder methods or the environment (`config::builder`, `config::url`) |
 //! | `env` | values from environment variables |
 //! | `tls` | one rustls client configuration per pool (roots, client certificate, minimum version); handshakes with SNI and hostname verification |
-//! | `replies` | what the server's error replies mean: refused (with the checklist), throttled, no `HELLO`, I/O |
 //! | `socket` | TCP settings of every connection: no delay, keepalive and `TCP_USER_TIMEOUT`, so a vanished node is noticed in about 30 s |
+//! | `replies` | what the server's error replies mean: refused (with the checklist), throttled, no `HELLO`, I/O |
+//! | `gate` | the connection-attempt pacer: a bounded number at once, backoff after failures |
+//! | `connector` | opening one authenticated connection, whatever holds it: TCP, TLS, `HELLO 3 AUTH` / `AUTH` fallback (`connector::standalone`), cluster client set-up, the record of attempts (`connector::attempts`) |
 //! | `command` | what a command does to its connection: its block time (`BLPOP`, `XREAD BLOCK`, `WAIT`), the session state it sets or clears |
-//! | `session` | the session state a borrower can leave on a connection (`MULTI`, `WATCH`, `SELECT`, subscriptions, ...): set when sent, cleared only when the answer shows it |
+//! | `session` | the session state a borrower can leave on a connection (`MULTI`, `WATCH`, `SELECT`, subscriptions, ...), recorded with the server's answers |
 //! | `life` | a connection's life: idle, in use or closed; its deadline; the task that drives its socket and closes it at its deadline when idle, or at once when a reply will never be read |
 //! | `reauth` | re-authentication of a live connection: its re-auth point, the `AUTH` with the current token, what a refusal or throttle means |
-//! | `connection` | [`Connection`]: the command path of a pooled connection: reply deadlines with block times, closing on unanswered commands, session tracking, re-authentication while held |
+//! | `connection` | [`Connection`]: the command path of a pooled connection: reply deadlines with block times, closing on unanswered commands, session tracking, re-authentication riding with the next command |
 //! | `counters` | the pool's event counts |
-//! | `manager` | [`Manager`], the `bb8::ManageConnection`: connect and authenticate once, report closed, failed, dirty and expired connections, pace connection attempts |
-//! | `pool` | [`Pool`] and [`PoolBuilder`]: the bb8 pool, its defaults, `get` with precise errors |
+//! | `manager` | [`Manager`], the thin `bb8::ManageConnection` adapter over the connector: report closed, failed, dirty and expired connections |
+//! | `pool` | [`Pool`]: the bb8 pool and `get` with precise errors; [`PoolBuilder`] (`pool::builder`): its settings and defaults |
 //! | `health` | [`Health`]: pool, token and server state for `/health` endpoints |
-//! | `error` | [`Error`], one opaque type with an [`ErrorKind`] and the parameter at fault |
+//! | `error` | [`Error`], one opaque type with an [`ErrorKind`] and the parameters at fault; gathering every problem a `build()` finds |
+//! | `backoff` | per-connection jitter, and the exponential backoff of every retry loop |
+//! | `clock` | the two clocks: wall time (an injected `TimeSource`) and tokio's scheduling time |
+//! | `lock` | locking a mutex a panic may have poisoned |
 //! | `test_util` | (feature `test-util`) a wall clock following tokio's paused clock, a scripted credentials provider |
 //!
 //! ```text
@@ -46,14 +50,15 @@
 //!         |
 //!         v
 //!   TokenRefresher current token in memory; background rotation; single-flight
-//!         |
+//!         |                  (Lifecycle: when to rotate, re-authenticate, replace)
 //!         v
-//!   Manager        connect: TCP + TLS + HELLO 3 AUTH <user_id> <token> (once)
-//!         |        check-in: dirty, unanswered or past its deadline -> replaced
+//!   Connector      connect: gate, TCP + TLS + HELLO 3 AUTH <user_id> <token> (once)
 //!         |        (cluster mode: redis-rs with the refresher as credentials provider)
 //!         v
 //!   Connection     each command: block-time deadlines, session tracking,
 //!         |        re-AUTH (when due) written with the next command
+//!         v
+//!   Manager        bb8 adapter; check-in: dirty, unanswered or past its deadline -> replaced
 //!         v
 //!   bb8 Pool  -->  service code;  Pool::health() reports pool, token and server
 //! ```
@@ -102,7 +107,7 @@
 //!
 //! let config = ConnectionConfig::builder()
 //!     .url("rediss://my-cache-abc123.serverless.use1.cache.amazonaws.com:6379")
-//!     .iam_serverless_cache("my-cache")
+//!     .serverless_cache("my-cache")
 //!     .user_id("iam-user-01")
 //!     .region("us-east-1")
 //!     .build()?; // or ConnectionConfig::from_env()
@@ -158,11 +163,15 @@ mod clock;
 mod command;
 mod config;
 mod connection;
+mod connector;
 mod counters;
 mod env;
 mod error;
+mod gate;
 mod health;
 mod life;
+mod lifecycle;
+mod lock;
 mod manager;
 mod pool;
 mod reauth;
@@ -180,21 +189,15 @@ mod tls;
 mod token;
 
 pub use config::{
-    Auth, ConnectionConfig, ConnectionConfigBuilder, DEFAULT_MAX_CONNECTION_AGE, DEFAULT_PORT,
-    IamAuth, Lifecycle, MAX_CONNECTION_AGE_ENV, TlsOptions, TlsVersion,
+    Auth, ConnectionConfig, ConnectionConfigBuilder, IamAuth, TlsOptions, TlsVersion,
 };
 pub use connection::Connection;
 pub use error::{Error, ErrorKind, display_chain};
-pub use health::{Counts, Health, PoolHealth, TokenHealth};
+pub use health::{Counts, Health, PoolHealth};
+pub use lifecycle::Lifecycle;
 pub use manager::Manager;
-pub use pool::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONNECTION_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONCURRENT_CONNECTS, DEFAULT_MAX_SIZE, DEFAULT_RESPONSE_TIMEOUT, Pool, PoolBuilder,
-};
-pub use refresher::{
-    DEFAULT_REAUTH_AFTER, DEFAULT_ROTATION_INTERVAL, MAX_AUTH_AGE, REAUTH_AFTER_ENV,
-    REFRESH_INTERVAL_ENV, RefresherStatus, SAFETY_MARGIN, TokenRefresher, TokenRefresherBuilder,
-};
+pub use pool::{Pool, PoolBuilder};
+pub use refresher::{RefresherStatus, TokenRefresher, TokenRefresherBuilder};
 pub use signer::{TokenSigner, TokenSignerBuilder};
-pub use target::{MAX_NAME_LEN, Target, TargetKind, UserId};
-pub use token::{AuthToken, TOKEN_VALIDITY};
+pub use target::{Target, TargetKind, UserId};
+pub use token::AuthToken;

@@ -13,22 +13,17 @@
 use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::backoff::jittered;
 use crate::clock::monotonic_now;
-use crate::config::Lifecycle;
+use crate::lifecycle::Lifecycle;
+use crate::lock::lock;
 
 const IDLE: u8 = 0;
 const IN_USE: u8 = 1;
 const CLOSED: u8 = 2;
-
-/// The low end of each connection's deadline, as a fraction of
-/// `max_connection_age`.
-pub(crate) const DEADLINE_JITTER: f64 = 0.95;
 
 /// What a connection and the task driving it share.
 pub(crate) struct Life {
@@ -38,7 +33,7 @@ pub(crate) struct Life {
     moved: Notify,
     /// Signalled by [`close_now`](Self::close_now).
     closing: Notify,
-    max_age: Duration,
+    lifecycle: Lifecycle,
 }
 
 impl fmt::Debug for Life {
@@ -58,24 +53,22 @@ impl fmt::Debug for Life {
 impl Life {
     /// A connection authenticated now.
     pub(crate) fn new(lifecycle: &Lifecycle) -> Self {
-        let max_age = lifecycle.max_connection_age;
         Self {
             state: AtomicU8::new(IDLE),
-            deadline: Mutex::new(monotonic_now() + jittered(max_age, DEADLINE_JITTER)),
+            deadline: Mutex::new(lifecycle.deadline()),
             moved: Notify::new(),
             closing: Notify::new(),
-            max_age,
+            lifecycle: *lifecycle,
         }
     }
 
     pub(crate) fn deadline(&self) -> Instant {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.deadline)
     }
 
     /// After a successful re-authentication: a new deadline from now.
     pub(crate) fn authenticated(&self) {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) =
-            monotonic_now() + jittered(self.max_age, DEADLINE_JITTER);
+        *lock(&self.deadline) = self.lifecycle.deadline();
         self.moved.notify_one();
     }
 

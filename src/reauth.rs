@@ -17,18 +17,15 @@ use backon::ExponentialBackoff;
 use redis::{Cmd, Value};
 use tokio::time::Instant;
 
-use crate::backoff::{exponential, jittered};
+use crate::backoff::exponential;
 use crate::clock::monotonic_now;
-use crate::config::{IamAuth, Lifecycle};
+use crate::config::IamAuth;
 use crate::counters::{Counters, bump};
 use crate::error::display_chain;
 use crate::life::Life;
+use crate::lifecycle::Lifecycle;
 use crate::refresher::TokenRefresher;
 use crate::replies::{self, Meaning};
-
-/// The low end of each connection's re-auth point, as a fraction of
-/// `reauth_after`.
-const REAUTH_JITTER: f64 = 0.9;
 
 /// When a connection re-authenticates next.
 #[derive(Debug)]
@@ -41,7 +38,7 @@ impl Reauth {
     /// Just authenticated.
     pub(crate) fn new(lifecycle: &Lifecycle) -> Self {
         Self {
-            at: monotonic_now() + jittered(lifecycle.reauth_after, REAUTH_JITTER),
+            at: lifecycle.reauth_point(),
             retry: None,
         }
     }

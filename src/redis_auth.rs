@@ -36,8 +36,11 @@
 //! redis-rs's connection info, where it is not zeroized. The bb8 manager of
 //! this crate tracks each connection's authentication itself instead.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -47,6 +50,8 @@ use redis::{RedisError, RedisResult};
 
 use crate::backoff::jittered;
 use crate::error::{Error, display_chain};
+use crate::lifecycle::REAUTH_JITTER;
+use crate::lock::lock;
 use crate::refresher::TokenRefresher;
 
 /// After a failed read, the next attempt comes this much later.
@@ -54,6 +59,64 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
 type Item = RedisResult<BasicAuth>;
 type NextItem = Pin<Box<dyn Future<Output = Item> + Send>>;
+
+/// What the subscriptions of one refresher share, kept with the refresher.
+#[derive(Debug, Default)]
+struct Bookkeeping {
+    /// Per task, initial subscriptions that yielded one token and were
+    /// dropped. Bounded: if it ever fills (many tasks whose connections
+    /// failed after the initial `AUTH`), it is cleared, which only costs the
+    /// next subscriptions an extra `AUTH`.
+    one_shots: Mutex<HashMap<Option<tokio::task::Id>, u32>>,
+    /// Tokens handed to redis-rs for re-authentication.
+    reauth_tokens: AtomicU64,
+}
+
+impl Bookkeeping {
+    fn of(refresher: &TokenRefresher) -> &Bookkeeping {
+        let slot = refresher
+            .shared()
+            .integration
+            .get_or_init(|| Box::new(Bookkeeping::default()));
+        // Only this module fills the slot, always with a `Bookkeeping`.
+        match slot.downcast_ref::<Bookkeeping>() {
+            Some(books) => books,
+            None => unreachable!("the refresher's integration slot holds redis_auth's state"),
+        }
+    }
+
+    fn note_one_shot(&self, task: Option<tokio::task::Id>) {
+        const MAX_TASKS: usize = 1024;
+        let mut one_shots = lock(&self.one_shots);
+        if one_shots.len() >= MAX_TASKS && !one_shots.contains_key(&task) {
+            one_shots.clear();
+        }
+        *one_shots.entry(task).or_insert(0) += 1;
+    }
+
+    fn take_one_shot(&self, task: Option<tokio::task::Id>) -> bool {
+        let mut one_shots = lock(&self.one_shots);
+        match one_shots.get_mut(&task) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                true
+            }
+            Some(_) => {
+                one_shots.remove(&task);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl TokenRefresher {
+    /// Tokens handed to redis-rs for re-authentication (its connections
+    /// re-authenticate themselves; this counts what they were given).
+    pub(crate) fn reauth_tokens(&self) -> u64 {
+        Bookkeeping::of(self).reauth_tokens.load(Ordering::Relaxed)
+    }
+}
 
 impl StreamingCredentialsProvider for TokenRefresher {
     fn subscribe(&self) -> Pin<Box<dyn Stream<Item = Item> + Send + 'static>> {
@@ -89,7 +152,7 @@ impl Subscription {
         *self.role.get_or_insert_with(|| {
             let polled_in = tokio::task::try_id();
             if polled_in != self.subscribed_in
-                && self.refresher.shared().take_one_shot(self.subscribed_in)
+                && Bookkeeping::of(&self.refresher).take_one_shot(self.subscribed_in)
             {
                 Role::Reauth
             } else {
@@ -106,7 +169,7 @@ impl Subscription {
         } else if self.last_failed {
             Some(RETRY_AFTER_FAILURE)
         } else {
-            Some(jittered(self.refresher.reauth_after(), 0.9))
+            Some(jittered(self.refresher.reauth_after(), REAUTH_JITTER))
         };
         let refresher = self.refresher.clone();
         Box::pin(async move {
@@ -138,7 +201,9 @@ impl Stream for Subscription {
         this.yielded += 1;
         this.last_failed = item.is_err();
         if item.is_ok() && this.role == Some(Role::Reauth) {
-            this.refresher.shared().count_reauth_token();
+            Bookkeeping::of(&this.refresher)
+                .reauth_tokens
+                .fetch_add(1, Ordering::Relaxed);
         }
         Poll::Ready(Some(item))
     }
@@ -147,7 +212,7 @@ impl Stream for Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         if self.role == Some(Role::Initial) && self.yielded == 1 && !self.last_failed {
-            self.refresher.shared().note_one_shot(self.subscribed_in);
+            Bookkeeping::of(&self.refresher).note_one_shot(self.subscribed_in);
         }
     }
 }

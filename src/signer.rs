@@ -18,9 +18,9 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Problems};
 use crate::region::validate_region;
-use crate::target::{Target, TargetKind, UserId};
+use crate::target::{Target, TargetChoice, TargetKind, UserId};
 use crate::token::{AuthToken, TOKEN_VALIDITY, format_time};
 
 /// SigV4 query encoding: everything but `A-Z a-z 0-9 - _ . ~` is percent-encoded.
@@ -199,12 +199,11 @@ impl fmt::Debug for TokenSigner {
 }
 
 /// Builds a [`TokenSigner`]. Every field is required; [`build`](Self::build)
-/// validates them and names the parameter that is missing or wrong.
+/// validates them and names every parameter that is missing or wrong.
 #[derive(Clone, Debug, Default)]
 #[must_use]
 pub struct TokenSignerBuilder {
-    targets: Vec<(TargetKind, String)>,
-    target: Option<Target>,
+    target: TargetChoice,
     user_id: Option<String>,
     region: Option<String>,
 }
@@ -212,27 +211,28 @@ pub struct TokenSignerBuilder {
 impl TokenSignerBuilder {
     /// Sign for an ElastiCache Serverless cache, by name (lowercased).
     pub fn serverless_cache(mut self, name: impl Into<String>) -> Self {
-        self.targets
-            .push((TargetKind::ServerlessCache, name.into()));
+        let kind = TargetKind::ServerlessCache;
+        self.target.name(kind, name.into(), kind.parameter());
         self
     }
 
     /// Sign for a node-based ElastiCache replication group, by id (lowercased).
     pub fn replication_group(mut self, id: impl Into<String>) -> Self {
-        self.targets.push((TargetKind::ReplicationGroup, id.into()));
+        let kind = TargetKind::ReplicationGroup;
+        self.target.name(kind, id.into(), kind.parameter());
         self
     }
 
     /// Sign for a MemoryDB cluster, by name (as given).
     pub fn memorydb_cluster(mut self, name: impl Into<String>) -> Self {
-        self.targets
-            .push((TargetKind::MemoryDbCluster, name.into()));
+        let kind = TargetKind::MemoryDbCluster;
+        self.target.name(kind, name.into(), kind.parameter());
         self
     }
 
     /// Sign for an already validated target.
     pub fn target(mut self, target: Target) -> Self {
-        self.target = Some(target);
+        self.target.target(target);
         self
     }
 
@@ -248,39 +248,49 @@ impl TokenSignerBuilder {
         self
     }
 
-    /// Validate and build. Exactly one target is required, then a user id and a
-    /// region; the first problem found is returned, naming its parameter.
+    /// The AWS region of the cache, or none (`build` then fails, unless a
+    /// later call sets one).
+    pub fn set_region(&mut self, region: Option<impl Into<String>>) -> &mut Self {
+        self.region = region.map(Into::into);
+        self
+    }
+
+    pub(crate) fn has_region(&self) -> bool {
+        self.region.is_some()
+    }
+
+    /// Validate and build. Exactly one target is required, then a user id
+    /// and a region; every problem found is reported at once (see
+    /// [`Error::parameters`]).
     pub fn build(self) -> Result<TokenSigner, Error> {
-        let target = match (self.target, self.targets.as_slice()) {
-            (Some(target), []) => target,
-            (None, [(kind, name)]) => Target::new(*kind, name)?,
-            (None, []) => {
-                return Err(Error::config(
-                    "target",
-                    "a target is required: set one of serverless_cache_name, \
-                     replication_group_id or memorydb_cluster_name",
-                ));
-            }
-            _ => {
-                return Err(Error::config(
-                    "target",
-                    "more than one target was set: set exactly one of serverless_cache_name, \
-                     replication_group_id or memorydb_cluster_name",
-                ));
+        let mut problems = Problems::default();
+        let signer = self.build_into(&mut problems);
+        problems.finish(signer)
+    }
+
+    /// [`build`](Self::build), noting problems in `problems` (for builders
+    /// that hold a signer builder and report their own problems with it).
+    pub(crate) fn build_into(self, problems: &mut Problems) -> Option<TokenSigner> {
+        let target = self.target.build(problems);
+        let user_id = match self.user_id {
+            Some(user_id) => problems.check(UserId::new(&user_id)),
+            None => {
+                problems.push(Error::config("user_id", "user_id is required"));
+                None
             }
         };
-        let user_id = self
-            .user_id
-            .ok_or_else(|| Error::config("user_id", "user_id is required"))?;
-        let user_id = UserId::new(&user_id)?.normalized_for(target.kind());
-        let region = self.region.ok_or_else(|| {
-            Error::config(
-                "region",
-                "region is required: pass the cache's AWS region, such as \"us-east-1\"",
-            )
-        })?;
-        validate_region(&region)?;
-
+        let region = match self.region {
+            Some(region) => problems.check(validate_region(&region).map(|()| region)),
+            None => {
+                problems.push(Error::config(
+                    "region",
+                    "region is required: pass the cache's AWS region, such as \"us-east-1\"",
+                ));
+                None
+            }
+        };
+        let (target, user_id, region) = (target?, user_id?, region?);
+        let user_id = user_id.normalized_for(target.kind());
         let mut unsigned_url = format!(
             "{SCHEME}{}/?Action=connect&User={}",
             target.name(),
@@ -289,7 +299,7 @@ impl TokenSignerBuilder {
         if target.kind().is_serverless() {
             unsigned_url.push_str("&ResourceType=ServerlessCache");
         }
-        Ok(TokenSigner {
+        Some(TokenSigner {
             target,
             user_id,
             region,

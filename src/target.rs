@@ -8,11 +8,11 @@
 
 use std::fmt;
 
-use crate::error::{Error, quoted};
+use crate::error::{Error, Problems, quoted};
 
 /// The longest serverless cache name, replication group id or MemoryDB cluster
 /// name that AWS allows.
-pub const MAX_NAME_LEN: usize = 40;
+const MAX_NAME_LEN: usize = 40;
 
 /// Which kind of resource a token authenticates against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,12 +49,14 @@ impl TargetKind {
         !matches!(self, Self::MemoryDbCluster)
     }
 
-    /// The configuration parameter that holds this kind's name.
+    /// The builder method that sets a target of this kind (the parameter
+    /// its errors name): `serverless_cache`, `replication_group` or
+    /// `memorydb_cluster`.
     pub fn parameter(self) -> &'static str {
         match self {
-            Self::ServerlessCache => "serverless_cache_name",
-            Self::ReplicationGroup => "replication_group_id",
-            Self::MemoryDbCluster => "memorydb_cluster_name",
+            Self::ServerlessCache => "serverless_cache",
+            Self::ReplicationGroup => "replication_group",
+            Self::MemoryDbCluster => "memorydb_cluster",
         }
     }
 
@@ -85,6 +87,10 @@ pub struct Target {
 }
 
 impl Target {
+    /// The longest serverless cache name, replication group id or MemoryDB
+    /// cluster name that AWS allows: 40.
+    pub const MAX_NAME_LEN: usize = MAX_NAME_LEN;
+
     /// An ElastiCache Serverless cache, by its name (not its endpoint host name).
     /// The name is lowercased with ASCII rules.
     pub fn serverless_cache(name: &str) -> Result<Self, Error> {
@@ -163,6 +169,63 @@ impl Target {
     /// The SigV4 service name: `elasticache` or `memorydb`.
     pub fn service(&self) -> &'static str {
         self.kind.service()
+    }
+}
+
+/// The target as a builder is given it: by kind and name through
+/// `serverless_cache`, `replication_group`, `memorydb_cluster` (or their
+/// environment variables), or validated through `target`. Exactly one is
+/// required.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TargetChoice {
+    /// Each kind and name given, with the parameter that gave it.
+    given: Vec<(TargetKind, String, &'static str)>,
+    target: Option<Target>,
+}
+
+impl TargetChoice {
+    pub(crate) fn name(&mut self, kind: TargetKind, name: String, parameter: &'static str) {
+        self.given.push((kind, name, parameter));
+    }
+
+    pub(crate) fn target(&mut self, target: Target) {
+        self.target = Some(target);
+    }
+
+    /// The one target, or `None` with the problem noted: none given, more
+    /// than one, or an invalid name (named by the parameter that gave it).
+    pub(crate) fn build(&self, problems: &mut Problems) -> Option<Target> {
+        const WHICH: &str = "serverless_cache, replication_group or memorydb_cluster \
+                             (ELASTICACHE_SERVERLESS_CACHE, ELASTICACHE_REPLICATION_GROUP or \
+                             MEMORYDB_CLUSTER): the cache's name, not its endpoint";
+        match (&self.target, self.given.as_slice()) {
+            (Some(target), []) => Some(target.clone()),
+            (None, [(kind, name, parameter)]) => {
+                problems.check(Target::new(*kind, name).map_err(|e| e.with_parameter(parameter)))
+            }
+            (None, []) => {
+                problems.push(Error::config(
+                    "target",
+                    format!("a target is required: set one of {WHICH}"),
+                ));
+                None
+            }
+            (_, given) => {
+                let names: Vec<&str> = given
+                    .iter()
+                    .map(|(_, _, p)| *p)
+                    .chain(self.target.as_ref().map(|_| "target"))
+                    .collect();
+                problems.push(Error::config(
+                    "target",
+                    format!(
+                        "more than one target is set ({}): set exactly one of {WHICH}",
+                        names.join(", ")
+                    ),
+                ));
+                None
+            }
+        }
     }
 }
 
@@ -299,18 +362,9 @@ mod tests {
     #[test]
     fn name_errors_name_the_parameter_of_the_kind() {
         let p = |r: Result<Target, Error>| r.unwrap_err().parameter();
-        assert_eq!(
-            p(Target::serverless_cache("-")),
-            Some("serverless_cache_name")
-        );
-        assert_eq!(
-            p(Target::replication_group("-")),
-            Some("replication_group_id")
-        );
-        assert_eq!(
-            p(Target::memorydb_cluster("-")),
-            Some("memorydb_cluster_name")
-        );
+        assert_eq!(p(Target::serverless_cache("-")), Some("serverless_cache"));
+        assert_eq!(p(Target::replication_group("-")), Some("replication_group"));
+        assert_eq!(p(Target::memorydb_cluster("-")), Some("memorydb_cluster"));
     }
 
     #[test]

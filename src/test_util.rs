@@ -31,7 +31,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -40,6 +40,7 @@ use aws_credential_types::provider::{self, ProvideCredentials};
 use aws_smithy_async::time::{SharedTimeSource, TimeSource};
 
 use crate::clock::monotonic_now;
+use crate::lock::lock;
 
 /// A wall clock that starts at a given time and then follows tokio's clock
 /// (paused and advanced in tests), plus any [`jump`](Self::jump)s.
@@ -271,8 +272,4 @@ impl fmt::Debug for ScriptedCredentials {
             .field("calls", &script.calls.len())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

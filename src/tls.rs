@@ -44,10 +44,10 @@ impl TlsConnector {
             .with_root_certificates(roots(options)?);
         let config = match (&options.client_cert, &options.client_key) {
             (Some(cert), Some(key)) => builder
-                .with_client_auth_cert(read_certs(cert, "client_cert")?, read_key(key)?)
+                .with_client_auth_cert(read_certs(cert, "client_certificate")?, read_key(key)?)
                 .map_err(|e| {
                     Error::config(
-                        "client_cert",
+                        "client_certificate",
                         format!(
                             "the client certificate {} does not match its key, or is unusable",
                             cert.display()
@@ -114,8 +114,8 @@ pub(crate) fn redis_certificates(options: &TlsOptions) -> Result<TlsCertificates
     };
     let client_tls = match (&options.client_cert, &options.client_key) {
         (Some(cert), Some(key)) => Some(ClientTlsConfig {
-            client_cert: read(cert, "client_cert")?,
-            client_key: read(key, "client_key")?,
+            client_cert: read(cert, "client_certificate")?,
+            client_key: read(key, "client_certificate")?,
         }),
         _ => None,
     };
@@ -186,12 +186,12 @@ fn read_certs(path: &Path, parameter: &'static str) -> Result<Vec<CertificateDer
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
-    let bytes = std::fs::read(path).map_err(|e| unreadable(path, "client_key", e))?;
+    let bytes = std::fs::read(path).map_err(|e| unreadable(path, "client_certificate", e))?;
     // The key's bytes are never quoted: the parser's error says only what
     // kind of problem it found.
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
         Error::config(
-            "client_key",
+            "client_certificate",
             format!("{} holds no PEM private key", path.display()),
         )
         .with_source(e)

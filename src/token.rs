@@ -10,7 +10,12 @@ use zeroize::Zeroizing;
 
 /// How long ElastiCache and MemoryDB accept a token after it was signed
 /// (`X-Amz-Expires=900`).
-pub const TOKEN_VALIDITY: Duration = Duration::from_secs(900);
+pub(crate) const TOKEN_VALIDITY: Duration = Duration::from_secs(900);
+
+/// A token is handed out only while at least this much of its usable life
+/// remains: room for the connection attempt that carries it and for a clock a
+/// little ahead of the server's.
+pub(crate) const SAFETY_MARGIN: Duration = Duration::from_secs(30);
 
 /// An IAM authentication token, the password for `AUTH <user_id> <token>`.
 ///
@@ -27,6 +32,10 @@ pub struct AuthToken {
 }
 
 impl AuthToken {
+    /// How long ElastiCache and MemoryDB accept a token after it was signed
+    /// (`X-Amz-Expires=900`): 15 minutes.
+    pub const VALIDITY: Duration = TOKEN_VALIDITY;
+
     pub(crate) fn new(
         secret: String,
         signed_at: SystemTime,

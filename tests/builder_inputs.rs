@@ -65,7 +65,7 @@ proptest! {
     ) {
         let result = ConnectionConfig::builder()
             .url("rediss://cache.example")
-            .iam_serverless_cache("my-cache")
+            .serverless_cache("my-cache")
             .user_id("app")
             .region("us-east-1")
             .port(port)
@@ -116,7 +116,7 @@ proptest! {
                 .user_id("app")
                 .region("eu-west-1")
                 .credentials_provider(aws_credential_types::Credentials::for_tests())
-                .rotation_interval(rotation)
+                .token_refresh_interval(rotation)
                 .reauth_after(reauth)
                 .build(),
         );

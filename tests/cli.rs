@@ -137,8 +137,8 @@ fn translate(toolkit_argv: &Value) -> Vec<String> {
 
 fn flag_of(parameter: &str) -> &'static str {
     match parameter {
-        "serverless_cache_name" => "--serverless-cache",
-        "replication_group_id" => "--replication-group",
+        "serverless_cache" => "--serverless-cache",
+        "replication_group" => "--replication-group",
         "user_id" => "--user-id",
         "region" => "--region",
         // clap's messages for two targets and for none both name this flag.

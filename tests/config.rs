@@ -241,7 +241,7 @@ fn misconfigurations_name_the_parameter() {
         ),
         (
             iam_with(&[("REDIS_SSL_CERTFILE", "/etc/client.pem")]),
-            "client_key",
+            "REDIS_SSL_KEYFILE",
         ),
     ];
     for (vars, parameter) in cases {
@@ -256,7 +256,7 @@ fn misconfigurations_name_the_parameter() {
 fn iam_from_the_builder() {
     let config = ConnectionConfig::builder()
         .url("rediss://my-group.abc123.ng.0001.use1.cache.amazonaws.com:6379")
-        .iam_replication_group("my-group")
+        .replication_group("my-group")
         .user_id("app")
         .region("eu-west-1")
         .build()
@@ -267,7 +267,7 @@ fn iam_from_the_builder() {
     assert_eq!(iam.target.kind(), TargetKind::ReplicationGroup);
     let err = ConnectionConfig::builder()
         .url("redis://cache:6379")
-        .iam_replication_group("my-group")
+        .replication_group("my-group")
         .user_id("app")
         .region("eu-west-1")
         .build()
@@ -282,7 +282,7 @@ fn unusable_values_are_refused_at_build() {
     let base = || ConnectionConfig::builder().url("rediss://cache.example:6379");
     let iam = || {
         base()
-            .iam_replication_group("my-group")
+            .replication_group("my-group")
             .user_id("app")
             .region("eu-west-1")
     };
@@ -357,5 +357,37 @@ async fn unusable_pool_settings_are_refused_at_build() {
         let err = builder.build_lazy().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Configuration, "{err}");
         assert_eq!(err.parameter(), Some(parameter), "{err}");
+    }
+}
+
+/// Every problem at once, each named by what the user wrote: here an
+/// environment variable, a builder method and a bad value of another.
+#[test]
+fn every_problem_is_reported_at_once() {
+    let err = env(&[
+        ("REDIS_URL", "rediss://cache.example:6379"),
+        ("USE_IAM_AUTH", "true"),
+        ("ELASTICACHE_REPLICATION_GROUP", "my_group"),
+        ("AWS_REGION", "us-east-1"),
+    ])
+    .user_id("1user")
+    .max_connection_age(Duration::from_secs(13 * 3600))
+    .build()
+    .unwrap_err();
+    println!("{err}");
+    assert_eq!(err.kind(), ErrorKind::Configuration);
+    assert_eq!(
+        err.parameters(),
+        [
+            "ELASTICACHE_REPLICATION_GROUP",
+            "user_id",
+            "max_connection_age"
+        ]
+    );
+    assert_eq!(err.parameter(), Some("ELASTICACHE_REPLICATION_GROUP"));
+    let text = err.to_string();
+    assert!(text.starts_with("3 problems: (1) "), "{text}");
+    for part in ["\"my_group\"", "\"1user\"", "max_connection_age must be"] {
+        assert!(text.contains(part), "{part} missing from {text}");
     }
 }

@@ -56,7 +56,7 @@ async fn unusable_tls_and_cluster_settings_name_their_parameter() {
                 .build()
                 .unwrap(),
             None,
-            "client_key",
+            "client_certificate",
         ),
         (
             iam_config(&stack).ca_file(&garbage).build().unwrap(),

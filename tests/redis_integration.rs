@@ -34,7 +34,7 @@ async fn refresher(stack: &Stack, serverless: bool, cache: &str) -> TokenRefresh
         .user_id("iam-user-01")
         .region("us-east-1")
         .credentials_provider(support::pools::static_credentials())
-        .rotation_interval(Duration::from_secs(1))
+        .token_refresh_interval(Duration::from_secs(1))
         .reauth_after(Duration::from_secs(4))
         .build()
         .await

@@ -10,7 +10,9 @@ use aws_smithy_async::time::TimeSource;
 use elasticache_iam::test_util::{
     ProviderCall, ScriptedCredentials, ScriptedOutage, TokioWallClock,
 };
-use elasticache_iam::{ErrorKind, SAFETY_MARGIN, TokenRefresher, TokenRefresherBuilder};
+use elasticache_iam::{ErrorKind, TokenRefresher, TokenRefresherBuilder};
+
+const SAFETY_MARGIN: Duration = TokenRefresher::SAFETY_MARGIN;
 use tokio::time::sleep;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -199,7 +201,7 @@ async fn a_three_minute_provider_outage_is_invisible() {
     assert_eq!(status.consecutive_failures, 0);
     assert!(
         status
-            .last_error
+            .last_refresh_error
             .unwrap()
             .contains("scripted credentials outage")
     );
@@ -383,12 +385,12 @@ async fn configuration_errors_name_the_parameter() {
     let credentials = ScriptedCredentials::long_term(clock.clone());
     let cases: Vec<(TokenRefresherBuilder, &str)> = vec![
         (
-            builder(&credentials, &clock).rotation_interval(Duration::ZERO),
-            "rotation_interval",
+            builder(&credentials, &clock).token_refresh_interval(Duration::ZERO),
+            "token_refresh_interval",
         ),
         (
-            builder(&credentials, &clock).rotation_interval(Duration::from_secs(870)),
-            "rotation_interval",
+            builder(&credentials, &clock).token_refresh_interval(Duration::from_secs(870)),
+            "token_refresh_interval",
         ),
         (
             builder(&credentials, &clock).reauth_after(12 * HOUR),
@@ -472,12 +474,12 @@ async fn durations_from_the_environment() {
         _ => None,
     };
     let refresher = builder(&credentials, &clock)
-        .rotation_interval(5 * MINUTE)
+        .token_refresh_interval(5 * MINUTE)
         .from_env_with(env)
         .build()
         .await
         .unwrap();
-    assert_eq!(refresher.rotation_interval(), Duration::from_secs(2));
+    assert_eq!(refresher.token_refresh_interval(), Duration::from_secs(2));
     assert_eq!(refresher.reauth_after(), Duration::from_secs(5400));
     sleep(Duration::from_secs(21)).await;
     assert_eq!(credentials.calls().len(), 11);
@@ -488,7 +490,7 @@ async fn durations_from_the_environment() {
         .build()
         .await
         .unwrap();
-    assert_eq!(refresher.rotation_interval(), 10 * MINUTE);
+    assert_eq!(refresher.token_refresh_interval(), 10 * MINUTE);
     assert_eq!(refresher.reauth_after(), 10 * HOUR);
 }
 

@@ -4,7 +4,9 @@
 mod support;
 
 use aws_credential_types::Credentials;
-use elasticache_iam::{TOKEN_VALIDITY, TokenSigner};
+use elasticache_iam::{AuthToken, TokenSigner};
+
+const TOKEN_VALIDITY: std::time::Duration = AuthToken::VALIDITY;
 use serde_json::Value;
 use support::{assert_matches_vector, instant, opt_str, public_vectors};
 

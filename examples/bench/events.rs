@@ -52,6 +52,17 @@ impl EventRun {
     pub(crate) fn count(&self, kind: Event) -> usize {
         self.events.iter().filter(|(_, e)| *e == kind).count()
     }
+
+    /// Rotations, re-auths, recycles and new connections.
+    pub(crate) fn tally(&self) -> [usize; 4] {
+        [
+            Event::Rotation,
+            Event::Reauth,
+            Event::Recycle,
+            Event::Reconnect,
+        ]
+        .map(|kind| self.count(kind))
+    }
 }
 
 fn quantile(sorted: &[u32], q: f64) -> u64 {

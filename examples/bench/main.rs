@@ -213,11 +213,11 @@ fn front(stack: &Stack) -> String {
 
 fn iam_config(stack: &Stack) -> elasticache_iam::ConnectionConfigBuilder {
     ConnectionConfig::builder()
-        .url(&front(stack))
+        .url(front(stack))
         .ca_file(stack.ca_file())
         .user_id(stack.user_id())
         .region(stack.region())
-        .iam_replication_group(GROUP)
+        .replication_group(GROUP)
 }
 
 async fn iam_pool(config: ConnectionConfig, max_size: u32) -> Pool {
@@ -231,9 +231,10 @@ async fn iam_pool(config: ConnectionConfig, max_size: u32) -> Pool {
 
 async fn password_pool(stack: &Stack, max_size: u32) -> Pool {
     let config = ConnectionConfig::builder()
-        .url(&front(stack))
+        .url(front(stack))
         .ca_file(stack.ca_file())
-        .password(Some(PASSWORD_USER.0), PASSWORD_USER.1)
+        .username(PASSWORD_USER.0)
+        .password(PASSWORD_USER.1)
         .build()
         .expect("password config");
     Pool::builder(config)

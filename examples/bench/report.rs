@@ -28,14 +28,23 @@ pub(crate) fn row_line(row: &Row) -> String {
     line
 }
 
+/// One row of a workload table: its name, a cell per client, the ratio,
+/// and what follows.
+fn table_row(out: &mut String, row: &Row, cells: &[String], ratio: f64, tail: &str) {
+    let _ = writeln!(
+        out,
+        "| {} | {} | {ratio:.3} |{tail}",
+        row.workload.name(),
+        cells.join(" | ")
+    );
+}
+
 pub(crate) fn events_line(run: &EventRun) -> String {
+    let [rotations, reauths, recycles, reconnects] = run.tally();
     format!(
-        "events: {} rotations, {} re-auths, {} recycles, {} new connections in {} of {} \
-         windows; p99.9 {} µs in them, {} µs in the others (ratio {:.2}); {} errors",
-        run.count(Event::Rotation),
-        run.count(Event::Reauth),
-        run.count(Event::Recycle),
-        run.count(Event::Reconnect),
+        "events: {rotations} rotations, {reauths} re-auths, {recycles} recycles, {reconnects} \
+         new connections in {} of {} windows; p99.9 {} µs in them, {} µs in the others \
+         (ratio {:.2}); {} errors",
         run.event_windows,
         run.windows.len(),
         run.event_p999_us,
@@ -89,13 +98,7 @@ pub(crate) fn tables(results: &Results) -> String {
         let control = row
             .paired("b2", "b")
             .map_or(String::new(), |r| format!(" {r:.3} |"));
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.3} |{control}",
-            row.workload.name(),
-            cells.join(" | "),
-            row.throughput_ratio()
-        );
+        table_row(&mut out, row, &cells, row.throughput_ratio(), &control);
     }
     let geomean = |f: &dyn Fn(&Row) -> Option<f64>| {
         let logs: Vec<f64> = results.rows.iter().filter_map(f).map(f64::ln).collect();
@@ -134,13 +137,7 @@ pub(crate) fn tables(results: &Results) -> String {
                 )
             })
             .collect();
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.3} |",
-            row.workload.name(),
-            cells.join(" | "),
-            row.p99_ratio()
-        );
+        table_row(&mut out, row, &cells, row.p99_ratio(), "");
     }
     out
 }
@@ -221,6 +218,7 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
         results.plan_text
     );
     let _ = writeln!(out, "## Steady state\n\n{}", tables(results));
+    let [rotations, reauths, recycles, reconnects] = run.tally();
     let _ = writeln!(
         out,
         "## Rotation, re-authentication and recycling\n\n\
@@ -232,7 +230,7 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
          completion time into {} ms windows; a window containing a rotation, re-auth, recycle \
          or new connection is an event window.\n\n\
          | | |\n|---|---|\n\
-         | rotations / re-auths / recycles / new connections | {} / {} / {} / {} |\n\
+         | rotations / re-auths / recycles / new connections | {rotations} / {reauths} / {recycles} / {reconnects} |\n\
          | event windows | {} of {} |\n\
          | operations / errors | {} / {} |\n\
          | p99.9 in event windows | {} µs |\n\
@@ -243,10 +241,6 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
         run.workload.name(),
         run.windows.last().map_or(0.0, |w| w.start_s).round(),
         run.window.as_millis(),
-        run.count(Event::Rotation),
-        run.count(Event::Reauth),
-        run.count(Event::Recycle),
-        run.count(Event::Reconnect),
         run.event_windows,
         run.windows.len(),
         run.ops,

@@ -110,9 +110,9 @@ impl Failure {
     /// A library error about a value that came from a flag.
     fn from_flag(err: Error) -> Self {
         let flag = match err.parameter() {
-            Some("serverless_cache_name") => "--serverless-cache",
-            Some("replication_group_id") => "--replication-group",
-            Some("memorydb_cluster_name") => "--memorydb-cluster",
+            Some("serverless_cache") => "--serverless-cache",
+            Some("replication_group") => "--replication-group",
+            Some("memorydb_cluster") => "--memorydb-cluster",
             Some("user_id") => "--user-id",
             Some("region") => "--region",
             _ => return Self::runtime(one_line(&err)),

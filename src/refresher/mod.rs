@@ -20,11 +20,10 @@ mod source;
 mod status;
 mod task;
 
-use std::collections::HashMap;
+use std::any::Any;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -36,33 +35,15 @@ use tracing::Instrument;
 
 use crate::clock::monotonic_now;
 use crate::error::{Error, display_chain};
+use crate::lock::lock;
 use crate::signer::TokenSigner;
-use crate::token::{AuthToken, format_time};
+use crate::token::{AuthToken, SAFETY_MARGIN, format_time};
 
-pub use builder::{REAUTH_AFTER_ENV, REFRESH_INTERVAL_ENV, TokenRefresherBuilder};
-pub(crate) use builder::{check_reauth_after, check_rotation_interval};
+pub use builder::TokenRefresherBuilder;
 pub use status::RefresherStatus;
 
-/// How often the token is re-signed when the credentials last longer than a
-/// token: 10 minutes, leaving 5 minutes of a token's 15 for retries.
-pub const DEFAULT_ROTATION_INTERVAL: Duration = Duration::from_secs(10 * 60);
-
-/// A token is handed out only while at least this much of its usable life
-/// remains: room for the connection attempt that carries it and for a clock a
-/// little ahead of the server's.
-pub const SAFETY_MARGIN: Duration = Duration::from_secs(30);
-
-/// ElastiCache and MemoryDB close an IAM-authenticated connection this long
-/// after its last successful `AUTH`.
-pub const MAX_AUTH_AGE: Duration = Duration::from_secs(12 * 60 * 60);
-
-/// When a connection re-authenticates with a fresh token, by default: about
-/// 10 hours after its last authentication (each connection picks its own time
-/// between 90 % and 100 % of this), well inside [`MAX_AUTH_AGE`].
-pub const DEFAULT_REAUTH_AFTER: Duration = Duration::from_secs(10 * 60 * 60);
-
 /// The background task re-signs at the latest this long before a token's
-/// usable-until, so that retries fit before [`SAFETY_MARGIN`] stops it being
+/// usable-until, so that retries fit before [`SAFETY_MARGIN`](Self::SAFETY_MARGIN) stops it being
 /// handed out.
 const RESIGN_LEAD: Duration = Duration::from_secs(90);
 
@@ -117,7 +98,7 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.task.lock().unwrap_or_else(|e| e.into_inner()).abort();
+        lock(&self.task).abort();
     }
 }
 
@@ -137,7 +118,7 @@ impl Handle {
             }
             overdue
         };
-        let mut task = self.task.lock().unwrap_or_else(|e| e.into_inner());
+        let mut task = lock(&self.task);
         if !task.is_finished() && !overdue {
             return false;
         }
@@ -163,18 +144,17 @@ pub(crate) struct Shared {
     signer: TokenSigner,
     provider: SharedCredentialsProvider,
     wall: SharedTimeSource,
-    rotation_interval: Duration,
+    token_refresh_interval: Duration,
     reauth_after: Duration,
     state: Mutex<State>,
     /// Held for the whole of a signing cycle: the single-flight gate.
     cycle: tokio::sync::Mutex<()>,
     /// Signalled after every cycle, so the background task re-plans.
     cycle_done: tokio::sync::Notify,
-    /// For the redis-rs integration: per task, initial subscriptions that
-    /// yielded one token and were dropped (see `redis_auth`).
-    one_shots: Mutex<HashMap<Option<tokio::task::Id>, u32>>,
-    /// Tokens handed to redis-rs for re-authentication.
-    reauth_tokens: AtomicU64,
+    /// The state of an integration built on the refresher (the redis-rs
+    /// credentials stream, `redis_auth`), kept and dropped with it; the
+    /// refresher does not know its type.
+    pub(crate) integration: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 #[derive(Default)]
@@ -215,6 +195,11 @@ impl Trigger {
 }
 
 impl TokenRefresher {
+    /// A token is handed out only while at least this much of its usable
+    /// life remains (30 s): room for the connection attempt that carries it
+    /// and for a clock a little ahead of the server's.
+    pub const SAFETY_MARGIN: Duration = SAFETY_MARGIN;
+
     /// A builder; target, user id and region (or an `SdkConfig`) are required.
     pub fn builder() -> TokenRefresherBuilder {
         TokenRefresherBuilder::default()
@@ -235,7 +220,7 @@ impl TokenRefresher {
         &self.handle.shared
     }
 
-    /// The current token, with at least [`SAFETY_MARGIN`] of usable life left.
+    /// The current token, with at least [`SAFETY_MARGIN`](Self::SAFETY_MARGIN) of usable life left.
     ///
     /// In steady state this returns at once from memory. If no usable token is
     /// held (at start-up, or after the process was suspended), one signing
@@ -273,7 +258,7 @@ impl TokenRefresher {
         }
     }
 
-    /// The current token if one with at least [`SAFETY_MARGIN`] of usable
+    /// The current token if one with at least [`SAFETY_MARGIN`](Self::SAFETY_MARGIN) of usable
     /// life is held, from memory: never signs, never waits.
     pub(crate) fn current(&self) -> Option<AuthToken> {
         let shared = self.shared();
@@ -311,9 +296,10 @@ impl TokenRefresher {
         &self.shared().signer
     }
 
-    /// The rotation interval in use.
-    pub fn rotation_interval(&self) -> Duration {
-        self.shared().rotation_interval
+    /// How often the token is re-signed (see
+    /// [`Lifecycle::token_refresh_interval`](crate::Lifecycle::token_refresh_interval)).
+    pub fn token_refresh_interval(&self) -> Duration {
+        self.shared().token_refresh_interval
     }
 
     /// How long after its last authentication a connection re-authenticates
@@ -328,7 +314,7 @@ impl fmt::Debug for TokenRefresher {
         let shared = self.shared();
         f.debug_struct("TokenRefresher")
             .field("signer", &shared.signer)
-            .field("rotation_interval", &shared.rotation_interval)
+            .field("token_refresh_interval", &shared.token_refresh_interval)
             .field("reauth_after", &shared.reauth_after)
             .field("status", &self.status())
             .finish_non_exhaustive()
@@ -337,9 +323,7 @@ impl fmt::Debug for TokenRefresher {
 
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
-        // The lock is never held across an await or a call that can panic, so
-        // a poisoned lock still guards consistent data.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Waits for the gate; if a cycle completed meanwhile (the caller had seen
@@ -477,46 +461,10 @@ impl Shared {
             }
         }
     }
-
-    /// The redis-rs integration's bookkeeping, kept here because it is shared
-    /// by every subscription of one refresher. Bounded: if it ever fills (many
-    /// tasks whose connections failed after the initial `AUTH`), it is cleared,
-    /// which only costs the next subscriptions an extra `AUTH`.
-    pub(crate) fn note_one_shot(&self, task: Option<tokio::task::Id>) {
-        const MAX_TASKS: usize = 1024;
-        let mut one_shots = self.one_shots.lock().unwrap_or_else(|e| e.into_inner());
-        if one_shots.len() >= MAX_TASKS && !one_shots.contains_key(&task) {
-            one_shots.clear();
-        }
-        *one_shots.entry(task).or_insert(0) += 1;
-    }
-
-    pub(crate) fn count_reauth_token(&self) {
-        self.reauth_tokens.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn reauth_tokens(&self) -> u64 {
-        self.reauth_tokens.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn take_one_shot(&self, task: Option<tokio::task::Id>) -> bool {
-        let mut one_shots = self.one_shots.lock().unwrap_or_else(|e| e.into_inner());
-        match one_shots.get_mut(&task) {
-            Some(count) if *count > 1 => {
-                *count -= 1;
-                true
-            }
-            Some(_) => {
-                one_shots.remove(&task);
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 impl State {
-    /// The current token if it has at least [`SAFETY_MARGIN`] left at `now`.
+    /// The current token if it has at least [`SAFETY_MARGIN`](Self::SAFETY_MARGIN) left at `now`.
     fn fresh(&self, now: SystemTime) -> Option<&AuthToken> {
         self.current
             .as_ref()

@@ -1,7 +1,7 @@
 //! The background rotation task.
 //!
 //! It plans the next cycle after every completed one, whoever ran it: after a
-//! success, at the earlier of `signed_at + rotation_interval` and
+//! success, at the earlier of `signed_at + token_refresh_interval` and
 //! `usable_until - RESIGN_LEAD` (the latter never sooner than `MIN_RESIGN_GAP`
 //! after signing, whatever the credentials); after a failure, after the next step of a jittered exponential
 //! backoff (1-2 s, 2-4 s, ... up to 15-30 s between attempts, for as long as
@@ -67,7 +67,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
 
 /// When to re-sign after `token` was signed.
 fn next_rotation(shared: &Shared, token: &AuthToken) -> Instant {
-    let by_interval = token.signed_at() + shared.rotation_interval;
+    let by_interval = token.signed_at() + shared.token_refresh_interval;
     let by_expiry = token
         .usable_until()
         .checked_sub(RESIGN_LEAD)

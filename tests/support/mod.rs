@@ -162,15 +162,15 @@ pub fn assert_matches_vector(token: &str, v: &Value) {
 pub const STRICTER_THAN_TOOLKIT: &[(&str, &str)] = &[
     (
         "KELVIN SIGN U+212A, which str.lower() maps to ASCII 'k'",
-        "serverless_cache_name",
+        "serverless_cache",
     ),
     (
         "trailing newline in cache name ('$' matches before a final \\n)",
-        "serverless_cache_name",
+        "serverless_cache",
     ),
     (
         "100-character cache name (no length limit in the toolkit)",
-        "serverless_cache_name",
+        "serverless_cache",
     ),
     (
         "KELVIN SIGN U+212A in user id (lowercases to ASCII 'k')",
@@ -220,14 +220,19 @@ pub fn verdict(case: &Value) -> Verdict {
         return Verdict::Token(token);
     }
     let message = case["error_message"].as_str().unwrap();
-    for parameter in ["serverless_cache_name", "replication_group_id", "user_id"] {
-        if message.starts_with(&format!("Invalid value for parameter '{parameter}'")) {
-            return Verdict::Refused(parameter);
+    // The toolkit's parameter names, and the builder methods that are ours.
+    for (theirs, ours) in [
+        ("serverless_cache_name", "serverless_cache"),
+        ("replication_group_id", "replication_group"),
+        ("user_id", "user_id"),
+    ] {
+        if message.starts_with(&format!("Invalid value for parameter '{theirs}'")) {
+            return Verdict::Refused(ours);
         }
     }
     if message.starts_with("Invalid parameter combination") {
         return match opt_str(&case["input"], "serverless_cache_name") {
-            Some("") => Verdict::Refused("serverless_cache_name"),
+            Some("") => Verdict::Refused("serverless_cache"),
             _ => Verdict::Refused("target"),
         };
     }

@@ -45,13 +45,13 @@ pub fn static_credentials() -> Credentials {
 /// `rediss://` to the stack's front, trusting its CA, IAM for `stack`'s cache.
 pub fn iam_config(stack: &Stack) -> ConnectionConfigBuilder {
     let config = ConnectionConfig::builder()
-        .url(&format!("rediss://127.0.0.1:{}", stack.endpoint().port()))
+        .url(format!("rediss://127.0.0.1:{}", stack.endpoint().port()))
         .ca_file(stack.ca_file())
         .user_id(stack.user_id())
         .region(stack.region());
     match stack.mode() {
-        Mode::Serverless => config.iam_serverless_cache(stack.cache_name()),
-        Mode::ReplicationGroup => config.iam_replication_group(stack.cache_name()),
+        Mode::Serverless => config.serverless_cache(stack.cache_name()),
+        Mode::ReplicationGroup => config.replication_group(stack.cache_name()),
     }
 }
 

@@ -1,0 +1,357 @@
+//! Opening one authenticated connection, whatever holds it (the pool today;
+//! nothing here knows of bb8).
+//!
+//! A [`Connector`] is built once from a validated
+//! [`ConnectionConfig`] and, with IAM, the refresher whose tokens
+//! authenticate. Each [`connect`](Connector::connect) goes through the
+//! [`Gate`], is bounded by the connect timeout, and is recorded in
+//! [`Attempts`]:
+//!
+//! * **standalone** (`standalone`): TCP, TLS, `HELLO 3 AUTH <user> <token>`
+//!   (`AUTH` on servers without `HELLO`): one IAM authentication per
+//!   connection;
+//! * **cluster**: redis-rs's cluster client, with the refresher as its
+//!   credentials provider.
+//!
+//! After a refused authentication, a new token is signed for the next
+//! attempt (bursts of refusals share one signing).
+
+mod attempts;
+mod standalone;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis::ProtocolVersion;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+
+pub(crate) use attempts::Attempts;
+use standalone::Refusal;
+
+use crate::config::{Auth, ConnectionConfig, IamAuth};
+use crate::connection::{ClusterSlot, Connection, Inner, Settings};
+use crate::counters::{Counters, bump};
+use crate::error::{Error, ErrorKind, display_chain};
+use crate::gate::Gate;
+use crate::life::Life;
+use crate::reauth::Reauthenticator;
+use crate::refresher::TokenRefresher;
+use crate::replies;
+use crate::socket;
+use crate::tls::{self, TlsConnector};
+
+/// How connections are opened and timed, beside the configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnectorOptions {
+    /// One attempt: TCP, TLS and authentication.
+    pub(crate) connect_timeout: Duration,
+    /// A reply to a command that does not block.
+    pub(crate) response_timeout: Option<Duration>,
+    /// Attempts in flight at once.
+    pub(crate) max_concurrent_connects: usize,
+    /// redis-rs's cluster client, or one standalone connection.
+    pub(crate) cluster: bool,
+}
+
+/// Opens authenticated connections to one endpoint.
+pub(crate) struct Connector {
+    config: ConnectionConfig,
+    /// With IAM: signs the tokens.
+    refresher: Option<TokenRefresher>,
+    endpoint: String,
+    transport: Transport,
+    connect_timeout: Duration,
+    gate: Gate,
+    counters: Arc<Counters>,
+    /// What every connection shares: reply deadlines, the database,
+    /// re-authentication.
+    settings: Arc<Settings>,
+    attempts: Attempts,
+}
+
+enum Transport {
+    Standalone {
+        tls: Option<TlsConnector>,
+        /// Set once a server refused `HELLO`: authenticate with `AUTH`.
+        resp2: AtomicBool,
+    },
+    Cluster(Box<ClusterClient>),
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("endpoint", &self.endpoint)
+            .field("auth", &self.auth_mode())
+            .field("cluster", &self.is_cluster())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    /// A connector for `config`. With IAM, `refresher` is required and must
+    /// sign for the configuration's target, user id and region; without
+    /// IAM, none may be given.
+    pub(crate) fn new(
+        config: ConnectionConfig,
+        refresher: Option<TokenRefresher>,
+        options: ConnectorOptions,
+    ) -> Result<Self, Error> {
+        match (config.auth(), &refresher) {
+            (Auth::Iam(iam), Some(refresher)) => check_refresher(refresher, iam)?,
+            (Auth::Iam(_), None) => {
+                return Err(Error::config(
+                    "refresher",
+                    "IAM authentication needs a token refresher",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(Error::config(
+                    "refresher",
+                    "a token refresher was given, but the configuration does not use IAM \
+                     authentication (USE_IAM_AUTH=true, or a target builder method)",
+                ));
+            }
+            (_, None) => {}
+        }
+        let endpoint = config.endpoint();
+        let transport = if options.cluster {
+            cluster_transport(&config, refresher.as_ref(), options.connect_timeout)?
+        } else {
+            Transport::Standalone {
+                tls: config.tls().map(TlsConnector::new).transpose()?,
+                resp2: AtomicBool::new(false),
+            }
+        };
+        let counters = Arc::<Counters>::default();
+        let reauthenticator = match (config.auth(), &refresher, &transport) {
+            (Auth::Iam(iam), Some(refresher), Transport::Standalone { .. }) => {
+                Some(Reauthenticator::new(
+                    refresher.clone(),
+                    iam.clone(),
+                    endpoint.clone(),
+                    *config.lifecycle(),
+                    Arc::clone(&counters),
+                ))
+            }
+            _ => None,
+        };
+        let settings = Arc::new(Settings {
+            response_timeout: options.response_timeout,
+            auth_timeout: options.connect_timeout,
+            db: config.db(),
+            reauthenticator,
+            counters: Arc::clone(&counters),
+            lifecycle: *config.lifecycle(),
+        });
+        Ok(Self {
+            config,
+            refresher,
+            endpoint,
+            transport,
+            connect_timeout: options.connect_timeout,
+            gate: Gate::new(options.max_concurrent_connects),
+            counters,
+            settings,
+            attempts: Attempts::default(),
+        })
+    }
+
+    pub(crate) fn config(&self) -> &ConnectionConfig {
+        &self.config
+    }
+
+    /// `host:port`.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub(crate) fn refresher(&self) -> Result<&TokenRefresher, Error> {
+        self.refresher
+            .as_ref()
+            .ok_or_else(|| Error::config("refresher", "IAM authentication needs a token refresher"))
+    }
+
+    /// With IAM, what tokens are signed for (named in refusals' checklist).
+    pub(crate) fn iam(&self) -> Option<&IamAuth> {
+        match self.config.auth() {
+            Auth::Iam(iam) => Some(iam),
+            _ => None,
+        }
+    }
+
+    /// `none`, `password` or `iam`.
+    pub(crate) fn auth_mode(&self) -> &'static str {
+        match self.config.auth() {
+            Auth::None => "none",
+            Auth::Password { .. } => "password",
+            Auth::Iam(_) => "iam",
+        }
+    }
+
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.transport, Transport::Cluster(_))
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub(crate) fn attempts(&self) -> &Attempts {
+        &self.attempts
+    }
+
+    /// One connection attempt, through the gate, recorded.
+    pub(crate) async fn connect(&self) -> Result<Connection, Error> {
+        let permit = self.gate.enter().await;
+        let attempt = tokio::time::timeout(self.connect_timeout, self.open());
+        let result = match attempt.await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "connecting to {} timed out after {:?}: check the endpoint, port and \
+                     network path (security groups)",
+                    self.endpoint, self.connect_timeout
+                ),
+            )),
+        };
+        drop(permit);
+        match &result {
+            Ok(_) => {
+                self.gate.succeeded();
+                bump(&self.counters.connects);
+                self.attempts.succeeded();
+                tracing::debug!(endpoint = %self.endpoint, "connection opened");
+            }
+            Err(err) => {
+                tracing::warn!(endpoint = %self.endpoint, error = %display_chain(err), "connection attempt failed");
+                self.gate.failed();
+                bump(&self.counters.connect_failures);
+                // Wakes callers waiting on attempts: after the log line.
+                self.attempts.failed(err);
+                if err.kind() == ErrorKind::AuthenticationRefused
+                    && let Some(refresher) = &self.refresher
+                {
+                    // The next attempt uses a newly signed token; bursts of
+                    // refusals share one signing.
+                    let _ = refresher.refresh_now().await;
+                }
+            }
+        }
+        result
+    }
+
+    async fn open(&self) -> Result<Connection, Error> {
+        match &self.transport {
+            Transport::Cluster(client) => {
+                // redis-rs takes the token from the refresher's stream and
+                // would report a missing one as an I/O error: ask first, so
+                // that a credentials failure is reported as one.
+                if let Some(refresher) = &self.refresher {
+                    refresher.token().await?;
+                }
+                let inner = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| replies::to_error(e, self.iam(), &self.endpoint))?;
+                Ok(Connection::new(
+                    Inner::Cluster(ClusterSlot::new(inner)),
+                    Arc::new(Life::new(self.config.lifecycle())),
+                    Arc::clone(&self.settings),
+                    true,
+                ))
+            }
+            Transport::Standalone { tls, resp2 } => {
+                let protocol = if resp2.load(Ordering::Relaxed) {
+                    ProtocolVersion::RESP2
+                } else {
+                    ProtocolVersion::RESP3
+                };
+                match self.open_standalone(tls.as_ref(), protocol).await {
+                    Err(Refusal::NoHello) => {
+                        tracing::info!(endpoint = %self.endpoint, "server has no HELLO; authenticating with AUTH");
+                        resp2.store(true, Ordering::Relaxed);
+                        self.open_standalone(tls.as_ref(), ProtocolVersion::RESP2)
+                            .await
+                            .map_err(Refusal::into_error)
+                    }
+                    other => other.map_err(Refusal::into_error),
+                }
+            }
+        }
+    }
+}
+
+/// A refresher given for a pool must sign for its target, user and region.
+fn check_refresher(refresher: &TokenRefresher, iam: &IamAuth) -> Result<(), Error> {
+    let signer = refresher.signer();
+    if signer.target() != &iam.target
+        || signer.user_id() != &iam.user_id
+        || signer.region() != iam.region.as_str()
+    {
+        return Err(Error::config(
+            "refresher",
+            format!(
+                "the refresher signs for {} as {} in {}, but the configuration is for {} as {} \
+                 in {}",
+                signer.target(),
+                signer.user_id(),
+                signer.region(),
+                iam.target,
+                iam.user_id,
+                iam.region
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// redis-rs's cluster client for `config`: the endpoint as its seed node,
+/// RESP3, the connect timeout, TLS with the same roots and client
+/// certificate, the socket settings, and the refresher (or password) as its
+/// credentials. No response timeout: each pooled connection times its
+/// commands itself (blocking commands get their block time).
+fn cluster_transport(
+    config: &ConnectionConfig,
+    refresher: Option<&TokenRefresher>,
+    connect_timeout: Duration,
+) -> Result<Transport, Error> {
+    if config.db() != 0 {
+        return Err(Error::config(
+            "db",
+            "cluster mode has only database 0: remove the database number (REDIS_DB or the URL's \
+             path), or use standalone mode",
+        ));
+    }
+    let scheme = if config.tls().is_some() {
+        "rediss"
+    } else {
+        "redis"
+    };
+    let node = format!("{scheme}://{}:{}", config.host(), config.port());
+    let mut builder = ClusterClientBuilder::new(vec![node])
+        .use_protocol(ProtocolVersion::RESP3)
+        .connection_timeout(connect_timeout)
+        .tcp_settings(socket::redis_settings());
+    if let Some(options) = config.tls() {
+        builder = builder.certs(tls::redis_certificates(options)?);
+    }
+    builder = match (config.auth(), refresher) {
+        (Auth::Password { username, password }, _) => {
+            let builder = builder.password(password.as_str());
+            match username {
+                Some(username) => builder.username(username),
+                None => builder,
+            }
+        }
+        (Auth::Iam(_), Some(refresher)) => builder.set_credentials_provider(refresher.clone()),
+        _ => builder,
+    };
+    let client = builder.build().map_err(|e| {
+        Error::config("host", "redis-rs refused the cluster settings").with_source(e)
+    })?;
+    Ok(Transport::Cluster(Box::new(client)))
+}

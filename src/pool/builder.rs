@@ -1,0 +1,293 @@
+//! Building a [`Pool`]: its settings and their documented defaults.
+
+use std::fmt;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+
+use super::Pool;
+use crate::config::{Auth, ConnectionConfig};
+use crate::connector::{Connector, ConnectorOptions};
+use crate::error::{Error, Problems};
+use crate::manager::Manager;
+use crate::refresher::{TokenRefresher, TokenRefresherBuilder};
+use crate::target::TargetKind;
+
+/// Builds a [`Pool`]. Defaults:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`max_size`](Self::max_size) | 10 connections |
+/// | [`min_idle`](Self::min_idle) | none kept open |
+/// | [`connection_timeout`](Self::connection_timeout) | 30 s waiting in [`Pool::get`] |
+/// | [`connect_timeout`](Self::connect_timeout) | 10 s per attempt (TCP, TLS, authentication) |
+/// | [`response_timeout`](Self::response_timeout) | 1 s per command, plus its block time for blocking commands |
+/// | [`idle_timeout`](Self::idle_timeout) | 10 min |
+/// | [`max_concurrent_connects`](Self::max_concurrent_connects) | 4 attempts at once |
+/// | [`cluster_mode`](Self::cluster_mode) | on for serverless caches and MemoryDB, off otherwise |
+/// | credentials (IAM) | the AWS default chain |
+///
+/// Token rotation, re-authentication and the connection deadline come from the
+/// configuration's [`Lifecycle`](crate::Lifecycle).
+#[must_use]
+pub struct PoolBuilder {
+    config: ConnectionConfig,
+    max_size: u32,
+    min_idle: Option<u32>,
+    connection_timeout: Duration,
+    connect_timeout: Duration,
+    response_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    max_concurrent_connects: usize,
+    cluster: Option<bool>,
+    refresher: Option<TokenRefresher>,
+    refresher_builder: TokenRefresherBuilder,
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("config", &self.config)
+            .field("max_size", &self.max_size)
+            .field("min_idle", &self.min_idle)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_concurrent_connects", &self.max_concurrent_connects)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PoolBuilder {
+    /// Connections in the pool at most, by default.
+    pub const DEFAULT_MAX_SIZE: u32 = 10;
+    /// How long [`Pool::get`] waits for a connection, by default.
+    pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long one connection attempt (TCP, TLS, authentication) may take,
+    /// by default.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long a command may wait for its reply, by default (plus its
+    /// block time, for blocking commands).
+    pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+    /// An idle connection is closed after this long, by default.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    /// Connection attempts in flight at once, by default.
+    pub const DEFAULT_MAX_CONCURRENT_CONNECTS: usize = 4;
+    /// ElastiCache's limit of client connections per node (`maxclients`):
+    /// the largest `max_size`.
+    pub const MAX_SIZE_LIMIT: u32 = 65_000;
+
+    pub(super) fn new(config: ConnectionConfig) -> Self {
+        Self {
+            config,
+            max_size: Self::DEFAULT_MAX_SIZE,
+            min_idle: None,
+            connection_timeout: Self::DEFAULT_CONNECTION_TIMEOUT,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: Some(Self::DEFAULT_RESPONSE_TIMEOUT),
+            idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
+            max_concurrent_connects: Self::DEFAULT_MAX_CONCURRENT_CONNECTS,
+            cluster: None,
+            refresher: None,
+            refresher_builder: TokenRefresher::builder(),
+        }
+    }
+
+    /// Connections in the pool at most (1 to 65,000). Defaults to 10.
+    pub fn max_size(mut self, max_size: u32) -> Self {
+        self.max_size = max_size;
+        self
+    }
+
+    /// Idle connections kept open (at most `max_size`). Defaults to none.
+    pub fn min_idle(mut self, min_idle: Option<u32>) -> Self {
+        self.min_idle = min_idle;
+        self
+    }
+
+    /// How long [`Pool::get`] waits for a connection. Defaults to 30 s.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// How long one connection attempt may take. Defaults to 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a command waits for its reply (`None`: forever); blocking
+    /// commands wait their block time on top. Defaults to 1 s.
+    pub fn response_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Idle connections are closed after this long (`None`: never). Defaults
+    /// to 10 minutes.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Connection attempts in flight at once. Defaults to 4.
+    pub fn max_concurrent_connects(mut self, n: usize) -> Self {
+        self.max_concurrent_connects = n;
+        self
+    }
+
+    /// Cluster mode (redis-rs's cluster client) or standalone. Defaults to
+    /// cluster mode for serverless caches and MemoryDB clusters, standalone
+    /// otherwise (cluster-mode-enabled replication groups need `true`).
+    pub fn cluster_mode(mut self, on: bool) -> Self {
+        self.cluster = Some(on);
+        self
+    }
+
+    /// IAM: the credentials that sign tokens, instead of the default chain.
+    pub fn credentials_provider(mut self, provider: impl ProvideCredentials + 'static) -> Self {
+        self.set_credentials_provider(Some(SharedCredentialsProvider::new(provider)));
+        self
+    }
+
+    /// IAM: the credentials that sign tokens, or the default chain (`None`).
+    pub fn set_credentials_provider(
+        &mut self,
+        provider: Option<SharedCredentialsProvider>,
+    ) -> &mut Self {
+        self.refresher_builder.set_credentials_provider(provider);
+        self
+    }
+
+    /// IAM: credentials provider and time source from an `SdkConfig`. The
+    /// configuration's region still decides where tokens are for.
+    pub fn sdk_config(mut self, config: &SdkConfig) -> Self {
+        self.refresher_builder = self.refresher_builder.sdk_config(config);
+        self
+    }
+
+    /// IAM: use this refresher (shared with other pools or clients) instead
+    /// of making one. It must sign for the configuration's target, user id
+    /// and region. Its own token refresh interval applies, and in cluster
+    /// mode its re-auth time too (redis-rs takes re-auth tokens from it).
+    pub fn refresher(mut self, refresher: TokenRefresher) -> Self {
+        self.refresher = Some(refresher);
+        self
+    }
+
+    /// Validates the settings, makes the refresher (IAM) and the TLS
+    /// configuration, and opens one connection, so that a misconfiguration
+    /// fails here, with its precise error, rather than at the first command.
+    pub async fn build(self) -> Result<Pool, Error> {
+        let pool = self.build_lazy().await?;
+        let conn = bb8::ManageConnection::connect(&pool.manager).await?;
+        // Capacity is at least one, so this only fails if a concurrent get()
+        // filled the pool first; the connection is then not needed.
+        let _ = pool.inner.add(conn);
+        Ok(pool)
+    }
+
+    /// [`build`](Self::build) without the first connection: connections
+    /// open when first needed. Every problem in the settings is reported at
+    /// once (see [`Error::parameters`]).
+    pub async fn build_lazy(self) -> Result<Pool, Error> {
+        self.check()?;
+        let config = self.config;
+        let cluster = self.cluster.unwrap_or(match config.auth() {
+            Auth::Iam(iam) => matches!(
+                iam.target.kind(),
+                TargetKind::ServerlessCache | TargetKind::MemoryDbCluster
+            ),
+            _ => false,
+        });
+        let refresher = match (config.auth(), self.refresher) {
+            (_, Some(refresher)) => Some(refresher),
+            (Auth::Iam(iam), None) => Some(
+                self.refresher_builder
+                    .target(iam.target.clone())
+                    .user_id(iam.user_id.as_str())
+                    .region(iam.region.as_str())
+                    .token_refresh_interval(config.lifecycle().token_refresh_interval)
+                    .reauth_after(config.lifecycle().reauth_after)
+                    .build()
+                    .await?,
+            ),
+            (_, None) => None,
+        };
+        let options = ConnectorOptions {
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            max_concurrent_connects: self.max_concurrent_connects,
+            cluster,
+        };
+        let manager = Manager::new(Connector::new(config, refresher, options)?);
+        let inner = bb8::Pool::builder()
+            .max_size(self.max_size)
+            .min_idle(self.min_idle)
+            .connection_timeout(self.connection_timeout)
+            .idle_timeout(self.idle_timeout)
+            // Connections have their own, jittered deadlines.
+            .max_lifetime(None)
+            .reaper_rate(
+                self.idle_timeout
+                    .unwrap_or(Duration::MAX)
+                    .clamp(Duration::from_millis(100), Duration::from_secs(30)),
+            )
+            .build_unchecked(manager.clone());
+        Ok(Pool { inner, manager })
+    }
+
+    /// Every value bb8, tokio or the server would refuse (or panic on).
+    fn check(&self) -> Result<(), Error> {
+        let mut problems = Problems::default();
+        if self.max_size == 0 || self.max_size > Self::MAX_SIZE_LIMIT {
+            problems.push(Error::config(
+                "max_size",
+                format!(
+                    "max_size must be 1 to {} (a node's connection limit); got {}",
+                    Self::MAX_SIZE_LIMIT,
+                    self.max_size
+                ),
+            ));
+        }
+        if let Some(min_idle) = self.min_idle
+            && min_idle > self.max_size
+        {
+            problems.push(Error::config(
+                "min_idle",
+                format!(
+                    "min_idle ({min_idle}) must not be more than max_size ({})",
+                    self.max_size
+                ),
+            ));
+        }
+        let most = tokio::sync::Semaphore::MAX_PERMITS;
+        if !(1..=most).contains(&self.max_concurrent_connects) {
+            problems.push(Error::config(
+                "max_concurrent_connects",
+                format!(
+                    "max_concurrent_connects must be at least 1 and at most {most}; got {}",
+                    self.max_concurrent_connects
+                ),
+            ));
+        }
+        for (parameter, value) in [
+            ("connection_timeout", Some(self.connection_timeout)),
+            ("connect_timeout", Some(self.connect_timeout)),
+            ("response_timeout", self.response_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value == Some(Duration::ZERO) {
+                problems.push(Error::config(
+                    parameter,
+                    format!("{parameter} must be more than zero"),
+                ));
+            }
+        }
+        problems.finish(Some(()))
+    }
+}
