@@ -318,6 +318,34 @@ fn usage_errors_exit_2() {
     }
 }
 
+/// Several bad flags: one line naming each flag beside its own problem.
+#[test]
+fn every_bad_flag_is_named_at_once() {
+    let args = [
+        "--serverless-cache",
+        "my_cache",
+        "--user-id",
+        "1user",
+        "--region",
+        "US-EAST-1",
+    ];
+    let out = run(&mut cli_with_keys(), &args);
+    let err = assert_failure(&out, 2);
+    assert!(err.contains("3 problems: "), "{err}");
+    for (flag, value) in [
+        ("--serverless-cache", "\"my_cache\""),
+        ("--user-id", "\"1user\""),
+        ("--region", "\"US-EAST-1\""),
+    ] {
+        let at = err.find(&format!("{flag}: ")).expect(flag);
+        let next = err[at..].find(") --").map_or(err.len(), |i| at + i);
+        assert!(
+            err[at..next].contains(value),
+            "{flag} is not next to {value}: {err}"
+        );
+    }
+}
+
 #[test]
 fn missing_credentials_and_region_exit_1() {
     let err = assert_failure(

@@ -14,9 +14,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::ProvideCredentials;
 use clap::error::ErrorKind as ClapErrorKind;
 use clap::{ArgGroup, Parser};
-use elasticache_iam::{
-    AuthToken, Error, ErrorKind, Target, TargetKind, TokenSigner, UserId, display_chain,
-};
+use elasticache_iam::{AuthToken, Error, ErrorKind, TokenSigner, display_chain};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -107,18 +105,44 @@ impl Failure {
         }
     }
 
-    /// A library error about a value that came from a flag.
+    /// A library error about values that came from flags: each problem
+    /// prefixed with its flag.
     fn from_flag(err: Error) -> Self {
-        let flag = match err.parameter() {
-            Some("serverless_cache") => "--serverless-cache",
-            Some("replication_group") => "--replication-group",
-            Some("memorydb_cluster") => "--memorydb-cluster",
-            Some("user_id") => "--user-id",
-            Some("region") => "--region",
-            _ => return Self::runtime(one_line(&err)),
+        let problems = match err.problems() {
+            [] => std::slice::from_ref(&err),
+            several => several,
         };
-        Self::usage(format!("{flag}: {}", one_line(&err)))
+        let lines: Vec<Option<String>> = problems
+            .iter()
+            .map(|problem| Some(format!("{}: {}", flag(problem)?, one_line(problem))))
+            .collect();
+        match lines.into_iter().collect::<Option<Vec<String>>>() {
+            Some(lines) if lines.len() == 1 => Self::usage(lines.concat()),
+            Some(lines) => Self::usage(format!(
+                "{} problems: {}",
+                lines.len(),
+                lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, line)| format!("({}) {line}", i + 1))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            None => Self::runtime(one_line(&err)),
+        }
     }
+}
+
+/// The flag that gave the value a configuration error is about.
+fn flag(err: &Error) -> Option<&'static str> {
+    Some(match err.parameter()? {
+        "serverless_cache" => "--serverless-cache",
+        "replication_group" => "--replication-group",
+        "memorydb_cluster" => "--memorydb-cluster",
+        "user_id" => "--user-id",
+        "region" => "--region",
+        _ => return None,
+    })
 }
 
 /// An error and its sources on one line, whitespace folded.
@@ -174,27 +198,26 @@ fn main() -> ExitCode {
 
 /// Validate the flags, load credentials and region from the default chain, sign.
 async fn run(args: Args) -> Result<AuthToken, Failure> {
-    let (kind, name) = match (
+    let signer = TokenSigner::builder();
+    let builder = match (
         &args.serverless_cache,
         &args.replication_group,
         &args.memorydb_cluster,
     ) {
-        (Some(name), None, None) => (TargetKind::ServerlessCache, name),
-        (None, Some(id), None) => (TargetKind::ReplicationGroup, id),
-        (None, None, Some(name)) => (TargetKind::MemoryDbCluster, name),
+        (Some(name), None, None) => signer.serverless_cache(name),
+        (None, Some(id), None) => signer.replication_group(id),
+        (None, None, Some(name)) => signer.memorydb_cluster(name),
         _ => return Err(Failure::usage("give exactly one target flag (see --help)")),
-    };
-    // Everything the flags say is checked before any credential lookup.
-    let target = Target::new(kind, name).map_err(Failure::from_flag)?;
-    UserId::new(&args.user_id).map_err(Failure::from_flag)?;
-    let builder = TokenSigner::builder().target(target).user_id(&args.user_id);
-    if let Some(region) = &args.region {
-        builder
-            .clone()
-            .region(region)
-            .build()
-            .map_err(Failure::from_flag)?;
     }
+    .user_id(&args.user_id);
+    // Everything the flags say is checked, together, before any credential
+    // lookup; without --region, with a stand-in (the chain's is checked when
+    // it is found).
+    builder
+        .clone()
+        .region(args.region.as_deref().unwrap_or("us-east-1"))
+        .build()
+        .map_err(Failure::from_flag)?;
 
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = &args.region {
