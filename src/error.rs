@@ -43,7 +43,7 @@ pub(crate) type SharedSource = Arc<dyn StdError + Send + Sync + 'static>;
 
 /// The error type of this crate.
 ///
-/// Cloning is cheap (the source is shared), so one failure can be handed to
+/// Cloning is cheap (the source and any list of problems are shared), so one failure can be handed to
 /// every caller that waited on the same operation.
 #[derive(Clone)]
 pub struct Error {
@@ -53,7 +53,7 @@ pub struct Error {
     /// in the order found (`parameter` is the first).
     parameters: Vec<&'static str>,
     /// For a configuration with several problems: each of them.
-    problems: Vec<Error>,
+    problems: Arc<[Error]>,
     message: Cow<'static, str>,
     source: Option<SharedSource>,
 }
@@ -65,7 +65,7 @@ impl Error {
             kind: ErrorKind::Configuration,
             parameter: Some(parameter),
             parameters: vec![parameter],
-            problems: Vec::new(),
+            problems: Arc::new([]),
             message: message.into(),
             source: None,
         }
@@ -81,7 +81,7 @@ impl Error {
             kind,
             parameter: None,
             parameters: Vec::new(),
-            problems: Vec::new(),
+            problems: Arc::new([]),
             message: message.into(),
             source: None,
         }
@@ -170,6 +170,9 @@ impl fmt::Debug for Error {
         if let Some(parameter) = self.parameter {
             d.field("parameter", &parameter);
         }
+        if self.parameters.len() > 1 {
+            d.field("parameters", &self.parameters);
+        }
         d.field("message", &self.message);
         if let Some(source) = &self.source {
             d.field("source", source);
@@ -192,8 +195,17 @@ impl StdError for Error {
 pub(crate) struct Problems(Vec<Error>);
 
 impl Problems {
+    /// Notes `err`, or each problem it lists.
     pub(crate) fn push(&mut self, err: Error) {
-        self.0.push(err);
+        if err.problems.is_empty() {
+            self.0.push(err);
+        } else {
+            self.0.extend(err.problems.iter().cloned());
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// `result`'s value, or `None` with its error noted.
@@ -212,8 +224,10 @@ impl Problems {
             }),
             1 => Err(problems.remove(0)),
             n => {
-                let parameters: Vec<&'static str> =
-                    problems.iter().filter_map(Error::parameter).collect();
+                let parameters: Vec<&'static str> = problems
+                    .iter()
+                    .flat_map(|err| err.parameters().iter().copied())
+                    .collect();
                 let list: Vec<String> = problems
                     .iter()
                     .enumerate()
@@ -225,7 +239,7 @@ impl Problems {
                     parameters,
                     message: format!("{n} problems: {}", list.join("; ")).into(),
                     source: None,
-                    problems,
+                    problems: problems.into(),
                 })
             }
         }

@@ -11,7 +11,7 @@ use crate::connection::Connection;
 use crate::connector::Connector;
 use crate::counters::read;
 use crate::error::display_chain;
-use crate::refresher::{RefresherStatus, TokenRefresher};
+use crate::refresher::RefresherStatus;
 
 /// A snapshot of a [`Pool`](crate::Pool), from
 /// [`Pool::health`](crate::Pool::health). Times are RFC 3339 in
@@ -91,7 +91,7 @@ pub(crate) fn counts(connector: &Connector) -> Counts {
     // In cluster mode redis-rs re-authenticates, with tokens from the
     // refresher's stream.
     let cluster_reauths = match connector.refresher() {
-        Ok(refresher) if connector.is_cluster() => refresher.reauth_tokens(),
+        Some(refresher) if connector.is_cluster() => refresher.reauth_tokens(),
         _ => 0,
     };
     Counts {
@@ -109,14 +109,15 @@ pub(crate) fn counts(connector: &Connector) -> Counts {
 /// How long a health check waits for a pooled connection.
 pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
-/// The report, from the connector's state, the pool's, and what the server
-/// answered (`ping`'s result).
+/// The report, from the connector's state, the pool's and the token's (both
+/// read before the health check took a connection and signed nothing), and
+/// what the server answered (`ping`'s result).
 pub(crate) fn report(
     connector: &Connector,
     pool: PoolHealth,
+    token: Option<RefresherStatus>,
     server: Result<(Duration, Option<String>), String>,
 ) -> Health {
-    let token = connector.refresher().ok().map(TokenRefresher::status);
     let (ping_latency_us, server_version, error) = match server {
         Ok((latency, version)) => (Some(latency.as_micros() as u64), version, None),
         Err(err) => (None, None, Some(err)),

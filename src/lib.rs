@@ -59,6 +59,7 @@
 //!         |        re-AUTH (when due) written with the next command
 //!         v
 //!   Manager        bb8 adapter; check-in: dirty, unanswered or past its deadline -> replaced
+//!         |
 //!         v
 //!   bb8 Pool  -->  service code;  Pool::health() reports pool, token and server
 //! ```

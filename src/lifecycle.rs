@@ -25,7 +25,7 @@ use crate::token::{SAFETY_MARGIN, TOKEN_VALIDITY};
 
 /// The low end of each connection's re-auth point, as a fraction of
 /// `reauth_after`.
-pub(crate) const REAUTH_JITTER: f64 = 0.9;
+const REAUTH_JITTER: f64 = 0.9;
 
 /// The low end of each connection's deadline, as a fraction of
 /// `max_connection_age`.
@@ -99,7 +99,7 @@ impl Lifecycle {
     /// A connection authenticated now re-authenticates at this instant
     /// (drawn afresh each call).
     pub(crate) fn reauth_point(&self) -> Instant {
-        monotonic_now() + jittered(self.reauth_after, REAUTH_JITTER)
+        monotonic_now() + reauth_delay(self.reauth_after)
     }
 
     /// A connection authenticated now is replaced by this instant (drawn
@@ -107,6 +107,13 @@ impl Lifecycle {
     pub(crate) fn deadline(&self) -> Instant {
         monotonic_now() + jittered(self.max_connection_age, DEADLINE_JITTER)
     }
+}
+
+/// How long after an authentication a connection re-authenticates, for a
+/// re-auth time of `after`: 90-100 % of it, drawn afresh each call, so that
+/// connections opened together do not re-authenticate together.
+pub(crate) fn reauth_delay(after: Duration) -> Duration {
+    jittered(after, REAUTH_JITTER)
 }
 
 /// The lifecycle settings as given, each with the parameter (builder method

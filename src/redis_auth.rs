@@ -48,9 +48,8 @@ use futures_util::Stream;
 use redis::auth::{BasicAuth, StreamingCredentialsProvider};
 use redis::{RedisError, RedisResult};
 
-use crate::backoff::jittered;
 use crate::error::{Error, display_chain};
-use crate::lifecycle::REAUTH_JITTER;
+use crate::lifecycle::reauth_delay;
 use crate::lock::lock;
 use crate::refresher::TokenRefresher;
 
@@ -169,7 +168,7 @@ impl Subscription {
         } else if self.last_failed {
             Some(RETRY_AFTER_FAILURE)
         } else {
-            Some(jittered(self.refresher.reauth_after(), REAUTH_JITTER))
+            Some(reauth_delay(self.refresher.reauth_after()))
         };
         let refresher = self.refresher.clone();
         Box::pin(async move {

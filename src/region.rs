@@ -7,7 +7,28 @@
 //! number, all lowercase: `us-east-1`, `eu-central-2`, `cn-north-1`,
 //! `us-gov-west-1`, `us-isob-east-1`.
 
-use crate::error::{Error, quoted};
+use crate::error::{Error, Problems, quoted};
+
+/// The region given (with the method or variable that gave it), validated;
+/// or `None` with the problem noted: invalid, or missing (`missing` says what
+/// to set).
+pub(crate) fn checked_region(
+    region: Option<(String, &'static str)>,
+    missing: &'static str,
+    problems: &mut Problems,
+) -> Option<String> {
+    match region {
+        Some((region, parameter)) => problems.check(
+            validate_region(&region)
+                .map(|()| region)
+                .map_err(|e| e.with_parameter(parameter)),
+        ),
+        None => {
+            problems.push(Error::config("region", missing));
+            None
+        }
+    }
+}
 
 /// Validate an AWS region id.
 pub(crate) fn validate_region(region: &str) -> Result<(), Error> {

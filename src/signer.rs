@@ -19,7 +19,7 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::error::{Error, ErrorKind, Problems};
-use crate::region::validate_region;
+use crate::region::checked_region;
 use crate::target::{Target, TargetChoice, TargetKind, UserId};
 use crate::token::{AuthToken, TOKEN_VALIDITY, format_time};
 
@@ -205,7 +205,8 @@ impl fmt::Debug for TokenSigner {
 pub struct TokenSignerBuilder {
     target: TargetChoice,
     user_id: Option<String>,
-    region: Option<String>,
+    /// The region, and the method that gave it.
+    region: Option<(String, &'static str)>,
 }
 
 impl TokenSignerBuilder {
@@ -244,19 +245,20 @@ impl TokenSignerBuilder {
 
     /// The AWS region of the cache, such as `us-east-1`.
     pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.region = Some(region.into());
+        self.region = Some((region.into(), "region"));
         self
     }
 
     /// The AWS region of the cache, or none (`build` then fails, unless a
     /// later call sets one).
-    pub fn set_region(&mut self, region: Option<impl Into<String>>) -> &mut Self {
-        self.region = region.map(Into::into);
+    pub fn set_region(&mut self, region: Option<String>) -> &mut Self {
+        self.region = region.map(|region| (region, "region"));
         self
     }
 
-    pub(crate) fn has_region(&self) -> bool {
-        self.region.is_some()
+    /// The region of an `SdkConfig`, where none was set.
+    pub(crate) fn default_region(&mut self, region: String) {
+        self.region.get_or_insert((region, "sdk_config"));
     }
 
     /// Validate and build. Exactly one target is required, then a user id
@@ -279,16 +281,11 @@ impl TokenSignerBuilder {
                 None
             }
         };
-        let region = match self.region {
-            Some(region) => problems.check(validate_region(&region).map(|()| region)),
-            None => {
-                problems.push(Error::config(
-                    "region",
-                    "region is required: pass the cache's AWS region, such as \"us-east-1\"",
-                ));
-                None
-            }
-        };
+        let region = checked_region(
+            self.region,
+            "region is required: pass the cache's AWS region, such as \"us-east-1\"",
+            problems,
+        );
         let (target, user_id, region) = (target?, user_id?, region?);
         let user_id = user_id.normalized_for(target.kind());
         let mut unsigned_url = format!(

@@ -216,13 +216,11 @@ impl TargetChoice {
                     .map(|(_, _, p)| *p)
                     .chain(self.target.as_ref().map(|_| "target"))
                     .collect();
-                problems.push(Error::config(
-                    "target",
-                    format!(
-                        "more than one target is set ({}): set exactly one of {WHICH}",
-                        names.join(", ")
-                    ),
-                ));
+                let message = format!(
+                    "more than one target is set ({}): set exactly one of {WHICH}",
+                    names.join(", ")
+                );
+                problems.push(Error::config("target", message));
                 None
             }
         }

@@ -14,13 +14,15 @@ use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::{TlsOptions, TlsVersion};
+use crate::config::{Sources, TlsOptions, TlsVersion};
 use crate::error::{Error, ErrorKind};
 
-/// A TLS client configuration, ready for handshakes.
+/// A TLS client configuration, ready for handshakes with one host.
 #[derive(Clone)]
 pub(crate) struct TlsConnector {
     inner: tokio_rustls::TlsConnector,
+    /// The name the server's certificate must be issued for, sent as SNI.
+    server_name: ServerName<'static>,
 }
 
 impl fmt::Debug for TlsConnector {
@@ -31,8 +33,17 @@ impl fmt::Debug for TlsConnector {
 
 impl TlsConnector {
     /// Loads the roots (the CA file, else the system's) and the client
-    /// certificate, and fixes the protocol versions.
-    pub(crate) fn new(options: &TlsOptions) -> Result<Self, Error> {
+    /// certificate, fixes the protocol versions, and checks that `host` can be
+    /// verified (a DNS name, or an IP address that the certificate must
+    /// list). `sources` name the settings in errors.
+    pub(crate) fn new(options: &TlsOptions, host: &str, sources: &Sources) -> Result<Self, Error> {
+        let server_name = ServerName::try_from(host.to_owned()).map_err(|e| {
+            Error::config(
+                sources.host,
+                format!("{host:?} is not a DNS name or IP address usable for TLS"),
+            )
+            .with_source(e)
+        })?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let versions: &[&rustls::SupportedProtocolVersion] = match options.min_version {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -41,13 +52,16 @@ impl TlsConnector {
         let builder = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)
             .map_err(|e| Error::new(ErrorKind::Tls, "unusable TLS settings").with_source(e))?
-            .with_root_certificates(roots(options)?);
+            .with_root_certificates(roots(options, sources)?);
         let config = match (&options.client_cert, &options.client_key) {
             (Some(cert), Some(key)) => builder
-                .with_client_auth_cert(read_certs(cert, "client_certificate")?, read_key(key)?)
+                .with_client_auth_cert(
+                    read_certs(cert, sources.client_cert)?,
+                    read_key(key, sources.client_key)?,
+                )
                 .map_err(|e| {
                     Error::config(
-                        "client_certificate",
+                        sources.client_cert,
                         format!(
                             "the client certificate {} does not match its key, or is unusable",
                             cert.display()
@@ -59,46 +73,43 @@ impl TlsConnector {
         };
         Ok(Self {
             inner: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            server_name,
         })
     }
 
-    /// The handshake over `tcp`, verifying the certificate against `host` (a
-    /// DNS name, or an IP address that the certificate must list).
-    pub(crate) async fn connect(
-        &self,
-        host: &str,
-        tcp: TcpStream,
-    ) -> Result<TlsStream<TcpStream>, Error> {
-        let name = ServerName::try_from(host.to_owned()).map_err(|e| {
-            Error::config(
-                "host",
-                format!("{host:?} is not a DNS name or IP address usable for TLS"),
-            )
-            .with_source(e)
-        })?;
-        self.inner.connect(name, tcp).await.map_err(|e| {
-            let kind = if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
-                ErrorKind::Tls
-            } else {
-                ErrorKind::Io
-            };
-            Error::new(
-                kind,
-                format!(
-                    "TLS handshake with {host} failed: check that the endpoint uses TLS \
+    /// The handshake over `tcp`, verifying the certificate against the host.
+    pub(crate) async fn connect(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, Error> {
+        let host = self.server_name.to_str();
+        self.inner
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| {
+                let kind = if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+                    ErrorKind::Tls
+                } else {
+                    ErrorKind::Io
+                };
+                Error::new(
+                    kind,
+                    format!(
+                        "TLS handshake with {host} failed: check that the endpoint uses TLS \
                      (in-transit encryption), that its certificate is trusted (REDIS_SSL_CA_CERTS) \
                      and issued for this host name"
-                ),
-            )
-            .with_source(e)
-        })
+                    ),
+                )
+                .with_source(e)
+            })
     }
 }
 
 /// The same settings in redis-rs's form, for its cluster client. redis-rs
 /// offers TLS 1.2 and 1.3, so a TLS 1.3 minimum cannot be honoured there and
 /// is refused rather than silently weakened.
-pub(crate) fn redis_certificates(options: &TlsOptions) -> Result<TlsCertificates, Error> {
+pub(crate) fn redis_certificates(
+    options: &TlsOptions,
+    host: &str,
+    sources: &Sources,
+) -> Result<TlsCertificates, Error> {
     if options.min_version == TlsVersion::Tls13 {
         return Err(Error::config(
             "min_tls_version",
@@ -108,19 +119,19 @@ pub(crate) fn redis_certificates(options: &TlsOptions) -> Result<TlsCertificates
         ));
     }
     // Parse once here so that bad files fail at build time, naming the file.
-    TlsConnector::new(options)?;
+    TlsConnector::new(options, host, sources)?;
     let read = |path: &Path, parameter: &'static str| {
         std::fs::read(path).map_err(|e| unreadable(path, parameter, e))
     };
     let client_tls = match (&options.client_cert, &options.client_key) {
         (Some(cert), Some(key)) => Some(ClientTlsConfig {
-            client_cert: read(cert, "client_certificate")?,
-            client_key: read(key, "client_certificate")?,
+            client_cert: read(cert, sources.client_cert)?,
+            client_key: read(key, sources.client_key)?,
         }),
         _ => None,
     };
     let root_cert = match &options.ca_file {
-        Some(path) => Some(read(path, "ca_file")?),
+        Some(path) => Some(read(path, sources.ca_file)?),
         None => None,
     };
     Ok(TlsCertificates {
@@ -129,14 +140,14 @@ pub(crate) fn redis_certificates(options: &TlsOptions) -> Result<TlsCertificates
     })
 }
 
-fn roots(options: &TlsOptions) -> Result<RootCertStore, Error> {
+fn roots(options: &TlsOptions, sources: &Sources) -> Result<RootCertStore, Error> {
     let mut store = RootCertStore::empty();
     match &options.ca_file {
         Some(path) => {
-            for cert in read_certs(path, "ca_file")? {
+            for cert in read_certs(path, sources.ca_file)? {
                 store.add(cert).map_err(|e| {
                     Error::config(
-                        "ca_file",
+                        sources.ca_file,
                         format!(
                             "{} holds a certificate that is not a usable CA",
                             path.display()
@@ -185,13 +196,13 @@ fn read_certs(path: &Path, parameter: &'static str) -> Result<Vec<CertificateDer
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
-    let bytes = std::fs::read(path).map_err(|e| unreadable(path, "client_certificate", e))?;
+fn read_key(path: &Path, parameter: &'static str) -> Result<PrivateKeyDer<'static>, Error> {
+    let bytes = std::fs::read(path).map_err(|e| unreadable(path, parameter, e))?;
     // The key's bytes are never quoted: the parser's error says only what
     // kind of problem it found.
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
         Error::config(
-            "client_certificate",
+            parameter,
             format!("{} holds no PEM private key", path.display()),
         )
         .with_source(e)

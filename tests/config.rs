@@ -165,8 +165,11 @@ fn bad_urls_name_the_url_and_never_echo_it() {
 fn misconfigurations_name_the_parameter() {
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         // IAM over plain text.
-        (iam_with(&[("REDIS_URL", "redis://cache:6379")]), "tls"),
-        (iam_with(&[("REDIS_SSL", "false")]), "tls"),
+        (
+            iam_with(&[("REDIS_URL", "redis://cache:6379")]),
+            "REDIS_URL",
+        ),
+        (iam_with(&[("REDIS_SSL", "false")]), "REDIS_SSL"),
         // Missing pieces.
         (
             IAM.iter()
@@ -201,7 +204,11 @@ fn misconfigurations_name_the_parameter() {
             iam_with(&[("ELASTICACHE_REPLICATION_GROUP", "my-group")]),
             "target",
         ),
-        (iam_with(&[("REDIS_PASSWORD", "hunter2")]), "password"),
+        (iam_with(&[("REDIS_PASSWORD", "hunter2")]), "REDIS_PASSWORD"),
+        (
+            iam_with(&[("REDIS_URL", "rediss://app:hunter2@cache:6379")]),
+            "REDIS_URL",
+        ),
         // Bad values name their variable.
         (iam_with(&[("AWS_REGION", "US-EAST-1")]), "AWS_REGION"),
         (
@@ -272,7 +279,54 @@ fn iam_from_the_builder() {
         .region("eu-west-1")
         .build()
         .unwrap_err();
+    // The URL's scheme said plain text; a later `tls(false)` says it itself.
+    assert_eq!(err.parameter(), Some("url"));
+    let err = ConnectionConfig::builder()
+        .url("rediss://cache:6379")
+        .tls(false)
+        .replication_group("my-group")
+        .user_id("app")
+        .region("eu-west-1")
+        .build()
+        .unwrap_err();
     assert_eq!(err.parameter(), Some("tls"));
+}
+
+/// The `set_` methods, for set-up that depends on the environment: `None`
+/// clears what an earlier setting gave.
+#[test]
+fn conditional_settings() {
+    let mut builder = ConnectionConfig::builder().url("rediss://app:secret@cache:6379");
+    builder
+        .set_ca_file(Some("/etc/ca.pem".into()))
+        .set_region(Some("eu-west-1".to_owned()));
+    let config = builder.clone().build().unwrap();
+    assert_eq!(
+        config.tls().unwrap().ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/ca.pem"))
+    );
+    let Auth::Password { username, .. } = config.auth() else {
+        panic!("{config:?}")
+    };
+    assert_eq!(username.as_deref(), Some("app"));
+
+    builder.set_ca_file(None).set_username(None);
+    let config = builder.build().unwrap();
+    assert_eq!(config.tls().unwrap().ca_file, None);
+    let Auth::Password { username, .. } = config.auth() else {
+        panic!("{config:?}")
+    };
+    assert_eq!(*username, None);
+
+    // A region set and then cleared is missing again.
+    let mut builder = ConnectionConfig::builder()
+        .url("rediss://cache:6379")
+        .serverless_cache("c")
+        .user_id("u");
+    builder.set_region(Some("us-east-1".to_owned()));
+    assert!(builder.clone().build().is_ok());
+    builder.set_region(None);
+    assert_eq!(builder.build().unwrap_err().parameter(), Some("region"));
 }
 
 /// Each value that would make a configuration unusable is refused at build,

@@ -49,7 +49,8 @@ async fn unusable_tls_and_cluster_settings_name_their_parameter() {
     let garbage = dir.path().join("key.pem");
     std::fs::write(&garbage, "not a key").unwrap();
 
-    let cases: Vec<(ConnectionConfig, Option<bool>, &str)> = vec![
+    // (configuration, cluster mode, parameter, what the message says)
+    let cases: Vec<(ConnectionConfig, Option<bool>, &str, &str)> = vec![
         (
             iam_config(&stack)
                 .client_certificate(stack.ca_file(), &garbage)
@@ -57,11 +58,13 @@ async fn unusable_tls_and_cluster_settings_name_their_parameter() {
                 .unwrap(),
             None,
             "client_certificate",
+            "holds no PEM private key",
         ),
         (
             iam_config(&stack).ca_file(&garbage).build().unwrap(),
             None,
             "ca_file",
+            "holds no PEM certificate",
         ),
         (
             iam_config(&stack)
@@ -70,6 +73,7 @@ async fn unusable_tls_and_cluster_settings_name_their_parameter() {
                 .unwrap(),
             None,
             "ca_file",
+            "cannot read",
         ),
         (
             iam_config(&stack)
@@ -78,10 +82,16 @@ async fn unusable_tls_and_cluster_settings_name_their_parameter() {
                 .unwrap(),
             Some(true),
             "min_tls_version",
+            "TLS 1.3 minimum",
         ),
-        (iam_config(&stack).db(2).build().unwrap(), Some(true), "db"),
+        (
+            iam_config(&stack).db(2).build().unwrap(),
+            Some(true),
+            "db",
+            "only database 0",
+        ),
     ];
-    for (config, cluster, parameter) in cases {
+    for (config, cluster, parameter, says) in cases {
         let mut builder = iam_pool(config);
         if let Some(cluster) = cluster {
             builder = builder.cluster_mode(cluster);
@@ -89,6 +99,7 @@ async fn unusable_tls_and_cluster_settings_name_their_parameter() {
         let err = builder.build().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Configuration, "{parameter}: {err:?}");
         assert_eq!(err.parameter(), Some(parameter), "{err:?}");
+        assert!(err.to_string().contains(says), "{err}");
     }
     let err = iam_pool(iam_config(&stack).build().unwrap())
         .max_size(0)
@@ -115,6 +126,52 @@ async fn unusable_tls_and_cluster_settings_name_their_parameter() {
             .unwrap_err();
         assert_eq!(err.parameter(), Some("refresher"), "{err:?}");
     }
+}
+
+/// Problems the pool finds in settings that came from the environment name
+/// the variables, and are reported at once with the pool's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn problems_found_by_the_pool_name_the_variables_and_come_together() {
+    let stack = start(StackConfig::serverless("tls-params-02")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("ca.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let env = [
+        (
+            "REDIS_URL",
+            format!("rediss://127.0.0.1:{}/2", stack.endpoint().port()),
+        ),
+        ("REDIS_SSL_CA_CERTS", garbage.display().to_string()),
+        ("USE_IAM_AUTH", "true".to_owned()),
+        (
+            "ELASTICACHE_SERVERLESS_CACHE",
+            stack.cache_name().to_owned(),
+        ),
+        ("ELASTICACHE_USER_ID", stack.user_id().to_owned()),
+        ("AWS_REGION", stack.region().to_owned()),
+    ];
+    let config = ConnectionConfig::builder()
+        .from_env_with(|name| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.clone())
+        })
+        .build()
+        .unwrap();
+    let err = iam_pool(config).max_size(0).build().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Configuration, "{err:?}");
+    // Serverless caches are clusters: database 0 only.
+    assert_eq!(
+        err.parameters(),
+        ["max_size", "REDIS_URL", "REDIS_SSL_CA_CERTS"],
+        "{err}"
+    );
+    assert_eq!(err.problems().len(), 3, "{err}");
+    assert!(
+        err.to_string().starts_with("3 problems: (1) max_size"),
+        "{err}"
+    );
+    assert_eq!(stack.stats().auth_ok + stack.stats().failed_total(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

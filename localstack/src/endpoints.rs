@@ -56,14 +56,14 @@ pub struct FaultRequest {
     pub credential_outage_ms: Option<u64>,
 }
 
-pub(crate) struct HttpState {
+pub(crate) struct EndpointsState {
     pub(crate) shared: Arc<Shared>,
     pub(crate) credential_lifetime: Duration,
     pub(crate) pod_identity_token: String,
     pub(crate) web_identity_token: String,
 }
 
-pub(crate) fn router(state: Arc<HttpState>) -> Router {
+pub(crate) fn router(state: Arc<EndpointsState>) -> Router {
     Router::new()
         .route("/ecs/credentials", get(ecs_credentials))
         .route("/pod-identity/credentials", get(pod_identity_credentials))
@@ -81,7 +81,7 @@ fn random_string(len: usize, alphabet: &[u8]) -> String {
 }
 
 /// Issue and register temporary credentials for `principal`.
-fn issue(state: &HttpState, principal: &str) -> (KnownCredentials, SystemTime) {
+fn issue(state: &EndpointsState, principal: &str) -> (KnownCredentials, SystemTime) {
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let expires = state.shared.clock.now() + state.credential_lifetime;
@@ -102,7 +102,7 @@ fn rfc3339(t: SystemTime) -> String {
     OffsetDateTime::from(t).format(&Rfc3339).unwrap_or_default()
 }
 
-fn injected_failure(state: &HttpState) -> Option<Response> {
+fn injected_failure(state: &EndpointsState) -> Option<Response> {
     state.shared.faults.take_credential_failure().then(|| {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,7 +112,7 @@ fn injected_failure(state: &HttpState) -> Option<Response> {
     })
 }
 
-fn container_response(state: &HttpState, principal: &str) -> Response {
+fn container_response(state: &EndpointsState, principal: &str) -> Response {
     let (c, expires) = issue(state, principal);
     Json(serde_json::json!({
         "AccessKeyId": c.access_key_id,
@@ -124,7 +124,7 @@ fn container_response(state: &HttpState, principal: &str) -> Response {
     .into_response()
 }
 
-async fn ecs_credentials(State(state): State<Arc<HttpState>>) -> Response {
+async fn ecs_credentials(State(state): State<Arc<EndpointsState>>) -> Response {
     if let Some(failure) = injected_failure(&state) {
         return failure;
     }
@@ -132,7 +132,7 @@ async fn ecs_credentials(State(state): State<Arc<HttpState>>) -> Response {
 }
 
 async fn pod_identity_credentials(
-    State(state): State<Arc<HttpState>>,
+    State(state): State<Arc<EndpointsState>>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(failure) = injected_failure(&state) {
@@ -156,7 +156,7 @@ fn sts_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 async fn sts(
-    State(state): State<Arc<HttpState>>,
+    State(state): State<Arc<EndpointsState>>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     if let Some(failure) = injected_failure(&state) {
@@ -208,7 +208,7 @@ async fn sts(
     ([(header::CONTENT_TYPE, "text/xml")], body).into_response()
 }
 
-async fn stats(State(state): State<Arc<HttpState>>) -> Response {
+async fn stats(State(state): State<Arc<EndpointsState>>) -> Response {
     Json(state.shared.stats.snapshot()).into_response()
 }
 
@@ -216,7 +216,7 @@ async fn stats(State(state): State<Arc<HttpState>>) -> Response {
 type ApplyFault<'a> = dyn Fn(u64) + 'a;
 
 async fn faults(
-    State(state): State<Arc<HttpState>>,
+    State(state): State<Arc<EndpointsState>>,
     Json(request): Json<FaultRequest>,
 ) -> Response {
     let mut applied = Vec::new();

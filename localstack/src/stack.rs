@@ -124,7 +124,7 @@ impl Stack {
             principal: STATIC_PRINCIPAL.to_owned(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        let app = endpoints::router(Arc::new(endpoints::HttpState {
+        let app = endpoints::router(Arc::new(endpoints::EndpointsState {
             shared: shared.clone(),
             credential_lifetime: config.credential_lifetime,
             pod_identity_token,

@@ -8,11 +8,11 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use super::url::parse_url;
-use super::{Auth, ConnectionConfig, IamAuth, TlsOptions, TlsVersion};
+use super::{Auth, ConnectionConfig, IamAuth, Sources, TlsOptions, TlsVersion};
 use crate::env::var;
 use crate::error::{Error, Problems, quoted};
 use crate::lifecycle::LifecycleSettings;
-use crate::region::validate_region;
+use crate::region::checked_region;
 use crate::target::{Target, TargetChoice, TargetKind, UserId};
 
 /// Builds a [`ConnectionConfig`], validating it as a whole in
@@ -26,8 +26,9 @@ pub struct ConnectionConfigBuilder {
     db: Option<i64>,
     tls: Option<bool>,
     tls_options: TlsOptions,
-    /// Which of the client certificate and key the environment gave.
-    client_pair: (Option<&'static str>, Option<&'static str>),
+    /// The builder method or environment variable that set each value, for
+    /// the errors that name it.
+    sources: Sources,
     username: Option<String>,
     password: Option<Secret>,
     use_iam: Option<bool>,
@@ -53,64 +54,70 @@ impl ConnectionConfigBuilder {
     /// Host, port, database, TLS and password from a URL:
     /// `redis[s]://[user[:password]@]host[:port][/db]`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.read_url(&url.into(), None);
+        self.read_url(&url.into(), "url");
         self
     }
 
-    fn read_url(&mut self, url: &str, variable: Option<&'static str>) {
+    fn read_url(&mut self, url: &str, source: &'static str) {
         match parse_url(url) {
             Ok(parsed) => {
                 self.host = Some(parsed.host);
                 self.port = Some(parsed.port);
                 self.db = Some(parsed.db);
                 self.tls = Some(parsed.tls);
+                let sources = &mut self.sources;
+                (sources.host, sources.port, sources.db, sources.tls) =
+                    (source, source, source, source);
                 if let Some(username) = parsed.username {
                     self.username = Some(username);
                 }
                 if let Some(password) = parsed.password {
                     self.password = Some(Secret(password));
+                    self.sources.password = source;
                 }
             }
-            Err(err) => self.problems.push(match variable {
-                Some(variable) => err.with_parameter(variable),
-                None => err,
-            }),
+            Err(err) => self.problems.push(err.with_parameter(source)),
         }
     }
 
     /// The endpoint's host name.
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.host = Some(host.into());
+        self.sources.host = "host";
         self
     }
 
     /// The endpoint's port. Defaults to 6379.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
+        self.sources.port = "port";
         self
     }
 
     /// The database number. Defaults to 0.
     pub fn db(mut self, db: i64) -> Self {
         self.db = Some(db);
+        self.sources.db = "db";
         self
     }
 
     /// Use TLS. Defaults to off, or to what the URL's scheme says; IAM needs it.
     pub fn tls(mut self, on: bool) -> Self {
         self.tls = Some(on);
+        self.sources.tls = "tls";
         self
     }
 
     /// Trust the CA certificates in this PEM file instead of the system's.
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.set_ca_file(Some(path));
+        self.set_ca_file(Some(path.into()));
         self
     }
 
     /// Trust the CA certificates in this PEM file, or the system's (`None`).
-    pub fn set_ca_file(&mut self, path: Option<impl Into<PathBuf>>) -> &mut Self {
-        self.tls_options.ca_file = path.map(Into::into);
+    pub fn set_ca_file(&mut self, path: Option<PathBuf>) -> &mut Self {
+        self.tls_options.ca_file = path;
+        self.sources.ca_file = "ca_file";
         self
     }
 
@@ -118,7 +125,8 @@ impl ConnectionConfigBuilder {
     pub fn client_certificate(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.tls_options.client_cert = Some(cert.into());
         self.tls_options.client_key = Some(key.into());
-        self.client_pair = (Some("client_certificate"), Some("client_certificate"));
+        (self.sources.client_cert, self.sources.client_key) =
+            ("client_certificate", "client_certificate");
         self
     }
 
@@ -128,16 +136,25 @@ impl ConnectionConfigBuilder {
         self
     }
 
-    /// The ACL user for password authentication. Defaults to `default`.
+    /// The ACL user for password authentication. Defaults to `default`, or
+    /// to the URL's user.
     pub fn username(mut self, username: impl Into<String>) -> Self {
-        self.username = Some(username.into());
+        self.set_username(Some(username.into()));
+        self
+    }
+
+    /// The ACL user for password authentication, or `default` (`None`, which
+    /// also drops a user taken from the URL or `REDIS_USERNAME`).
+    pub fn set_username(&mut self, username: Option<String>) -> &mut Self {
+        self.username = username;
         self
     }
 
     /// Authenticate with a password (for the [`username`](Self::username), or
-    /// `default`).
+    /// `default`). The user a URL or `REDIS_USERNAME` gave is kept.
     pub fn password(mut self, password: impl Into<String>) -> Self {
         self.password = Some(Secret(Zeroizing::new(password.into())));
+        self.sources.password = "password";
         self
     }
 
@@ -186,13 +203,13 @@ impl ConnectionConfigBuilder {
 
     /// The cache's AWS region.
     pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.set_region(Some(region));
+        self.set_region(Some(region.into()));
         self
     }
 
     /// The cache's AWS region, or none.
-    pub fn set_region(&mut self, region: Option<impl Into<String>>) -> &mut Self {
-        self.region = region.map(|r| (r.into(), "region"));
+    pub fn set_region(&mut self, region: Option<String>) -> &mut Self {
+        self.region = region.map(|r| (r, "region"));
         self
     }
 
@@ -241,14 +258,18 @@ impl ConnectionConfigBuilder {
     pub fn from_env_with(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
         let get = |name: &str| var(&lookup, name);
         if let Some(url) = get("REDIS_URL") {
-            self.read_url(&url, Some("REDIS_URL"));
+            self.read_url(&url, "REDIS_URL");
         }
         if let Some(host) = get("REDIS_HOST") {
             self.host = Some(host);
+            self.sources.host = "REDIS_HOST";
         }
         if let Some(port) = get("REDIS_PORT") {
             match port.trim().parse::<u16>() {
-                Ok(port) if port > 0 => self.port = Some(port),
+                Ok(port) if port > 0 => {
+                    self.port = Some(port);
+                    self.sources.port = "REDIS_PORT";
+                }
                 _ => self.problems.push(Error::config(
                     "REDIS_PORT",
                     format!(
@@ -260,7 +281,10 @@ impl ConnectionConfigBuilder {
         }
         if let Some(db) = get("REDIS_DB") {
             match db.trim().parse::<i64>() {
-                Ok(db) if db >= 0 => self.db = Some(db),
+                Ok(db) if db >= 0 => {
+                    self.db = Some(db);
+                    self.sources.db = "REDIS_DB";
+                }
                 _ => self.problems.push(Error::config(
                     "REDIS_DB",
                     format!("REDIS_DB={} is not a database number", quoted(&db)),
@@ -272,25 +296,30 @@ impl ConnectionConfigBuilder {
         }
         if let Some(password) = lookup("REDIS_PASSWORD").filter(|v| !v.is_empty()) {
             self.password = Some(Secret(Zeroizing::new(password)));
+            self.sources.password = "REDIS_PASSWORD";
         }
-        for (name, slot) in [
-            ("REDIS_SSL", &mut self.tls),
-            ("USE_IAM_AUTH", &mut self.use_iam),
-        ] {
-            if let Some(on) = get(name).and_then(|v| self.problems.check(parse_bool(name, &v))) {
-                *slot = Some(on);
-            }
+        if let Some(on) =
+            get("REDIS_SSL").and_then(|v| self.problems.check(parse_bool("REDIS_SSL", &v)))
+        {
+            self.tls = Some(on);
+            self.sources.tls = "REDIS_SSL";
+        }
+        if let Some(on) =
+            get("USE_IAM_AUTH").and_then(|v| self.problems.check(parse_bool("USE_IAM_AUTH", &v)))
+        {
+            self.use_iam = Some(on);
         }
         if let Some(path) = get("REDIS_SSL_CA_CERTS") {
             self.tls_options.ca_file = Some(path.into());
+            self.sources.ca_file = "REDIS_SSL_CA_CERTS";
         }
         if let Some(path) = get("REDIS_SSL_CERTFILE") {
             self.tls_options.client_cert = Some(path.into());
-            self.client_pair.0 = Some("REDIS_SSL_CERTFILE");
+            self.sources.client_cert = "REDIS_SSL_CERTFILE";
         }
         if let Some(path) = get("REDIS_SSL_KEYFILE") {
             self.tls_options.client_key = Some(path.into());
-            self.client_pair.1 = Some("REDIS_SSL_KEYFILE");
+            self.sources.client_key = "REDIS_SSL_KEYFILE";
         }
         for (name, kind) in [
             ("ELASTICACHE_SERVERLESS_CACHE", TargetKind::ServerlessCache),
@@ -323,7 +352,7 @@ impl ConnectionConfigBuilder {
         let host = match self.host {
             Some(host) if host.trim().is_empty() => {
                 problems.push(Error::config(
-                    "host",
+                    self.sources.host,
                     "host must not be empty: set the cache's endpoint host name",
                 ));
                 None
@@ -340,18 +369,22 @@ impl ConnectionConfigBuilder {
         };
         let port = self.port.unwrap_or(ConnectionConfig::DEFAULT_PORT);
         if port == 0 {
-            problems.push(Error::config("port", "port must be 1-65535, not 0"));
+            problems.push(Error::config(
+                self.sources.port,
+                "port must be 1-65535, not 0",
+            ));
         }
         let db = self.db.unwrap_or(0);
         if db < 0 {
             problems.push(Error::config(
-                "db",
+                self.sources.db,
                 format!("db must be a database number (0 or more); got {db}"),
             ));
         }
         let tls = self.tls.unwrap_or(false).then_some(self.tls_options);
-        if tls.is_some() {
-            match self.client_pair {
+        if let Some(options) = &tls {
+            // Only the environment sets one without the other.
+            match (&options.client_cert, &options.client_key) {
                 (Some(_), None) => problems.push(Error::config(
                     "REDIS_SSL_KEYFILE",
                     "a client certificate needs its key (REDIS_SSL_KEYFILE)",
@@ -368,13 +401,13 @@ impl ConnectionConfigBuilder {
             // rediss:// URL would give both.)
             if tls.is_none() && host.is_some() {
                 problems.push(Error::config(
-                    "tls",
+                    self.sources.tls,
                     "IAM authentication requires TLS: use a rediss:// URL or REDIS_SSL=true",
                 ));
             }
             if self.password.is_some() {
                 problems.push(Error::config(
-                    "password",
+                    self.sources.password,
                     "both a password and IAM authentication are set: remove REDIS_PASSWORD \
                      (or the URL's password), or USE_IAM_AUTH",
                 ));
@@ -398,6 +431,7 @@ impl ConnectionConfigBuilder {
                 auth,
                 tls,
                 lifecycle,
+                sources: self.sources,
             }),
             _ => None,
         };
@@ -426,20 +460,11 @@ fn iam_auth(
             None
         }
     };
-    let region = match region {
-        Some((region, parameter)) => problems.check(
-            validate_region(&region)
-                .map(|()| region)
-                .map_err(|e| e.with_parameter(parameter)),
-        ),
-        None => {
-            problems.push(Error::config(
-                "region",
-                "IAM authentication needs the cache's region: set AWS_REGION",
-            ));
-            None
-        }
-    };
+    let region = checked_region(
+        region,
+        "IAM authentication needs the cache's region: set AWS_REGION",
+        problems,
+    );
     let target = target?;
     Some(IamAuth {
         user_id: user_id?.normalized_for(target.kind()),

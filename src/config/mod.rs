@@ -107,6 +107,38 @@ pub struct ConnectionConfig {
     auth: Auth,
     tls: Option<TlsOptions>,
     lifecycle: Lifecycle,
+    sources: Sources,
+}
+
+/// The builder method or environment variable that set each value, so that
+/// a problem found after `build()` (an unreadable TLS file, a database number
+/// in cluster mode) names what the user wrote.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sources {
+    pub(crate) host: &'static str,
+    pub(crate) port: &'static str,
+    pub(crate) db: &'static str,
+    pub(crate) tls: &'static str,
+    pub(crate) password: &'static str,
+    pub(crate) ca_file: &'static str,
+    pub(crate) client_cert: &'static str,
+    pub(crate) client_key: &'static str,
+}
+
+impl Default for Sources {
+    /// The builder methods.
+    fn default() -> Self {
+        Self {
+            host: "host",
+            port: "port",
+            db: "db",
+            tls: "tls",
+            password: "password",
+            ca_file: "ca_file",
+            client_cert: "client_certificate",
+            client_key: "client_certificate",
+        }
+    }
 }
 
 impl ConnectionConfig {
@@ -148,6 +180,11 @@ impl ConnectionConfig {
     /// Token rotation, re-authentication and recycling.
     pub fn lifecycle(&self) -> &Lifecycle {
         &self.lifecycle
+    }
+
+    /// Where each value came from, for errors.
+    pub(crate) fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     /// `host:port`, for messages.

@@ -15,6 +15,10 @@
 //!
 //! After a refused authentication, a new token is signed for the next
 //! attempt (bursts of refusals share one signing).
+//!
+//! A connection comes back idle, as a pool holds it between borrowers: its
+//! holder checks it out (`Life::check_out`) before the first command, and
+//! its error texts speak to a pool's borrower ("get another connection").
 
 mod attempts;
 mod standalone;
@@ -33,7 +37,7 @@ use standalone::Refusal;
 use crate::config::{Auth, ConnectionConfig, IamAuth};
 use crate::connection::{ClusterSlot, Connection, Inner, Settings};
 use crate::counters::{Counters, bump};
-use crate::error::{Error, ErrorKind, display_chain};
+use crate::error::{Error, ErrorKind, Problems, display_chain};
 use crate::gate::Gate;
 use crate::life::Life;
 use crate::reauth::Reauthenticator;
@@ -91,40 +95,62 @@ impl fmt::Debug for Connector {
 }
 
 impl Connector {
-    /// A connector for `config`. With IAM, `refresher` is required and must
-    /// sign for the configuration's target, user id and region; without
-    /// IAM, none may be given.
-    pub(crate) fn new(
+    /// A connector for `config`, or `None` with every problem found noted
+    /// in `problems` (beside those of the settings around it: there is no
+    /// connector unless `problems` stays empty). With IAM, `refresher` is
+    /// required and must sign for the configuration's target, user id and
+    /// region (a caller whose refresher could not be made has noted why);
+    /// without IAM, none may be given.
+    pub(crate) fn build(
         config: ConnectionConfig,
         refresher: Option<TokenRefresher>,
         options: ConnectorOptions,
-    ) -> Result<Self, Error> {
+        problems: &mut Problems,
+    ) -> Option<Self> {
         match (config.auth(), &refresher) {
-            (Auth::Iam(iam), Some(refresher)) => check_refresher(refresher, iam)?,
-            (Auth::Iam(_), None) => {
-                return Err(Error::config(
+            (Auth::Iam(iam), Some(refresher)) => {
+                problems.check(check_refresher(refresher, iam));
+            }
+            (Auth::Iam(_), None) => {}
+            (_, Some(_)) => problems.push(Error::config(
+                "refresher",
+                "a token refresher was given, but the configuration does not use IAM \
+                 authentication (USE_IAM_AUTH=true, or a target builder method)",
+            )),
+            (_, None) => {}
+        }
+        let transport = if options.cluster {
+            cluster_transport(
+                &config,
+                refresher.as_ref(),
+                options.connect_timeout,
+                problems,
+            )
+        } else {
+            let tls = config
+                .tls()
+                .map(|tls| TlsConnector::new(tls, config.host(), config.sources()));
+            problems
+                .check(tls.transpose())
+                .map(|tls| Transport::Standalone {
+                    tls,
+                    resp2: AtomicBool::new(false),
+                })
+        };
+        if matches!(config.auth(), Auth::Iam(_)) && refresher.is_none() {
+            if problems.is_empty() {
+                problems.push(Error::config(
                     "refresher",
                     "IAM authentication needs a token refresher",
                 ));
             }
-            (_, Some(_)) => {
-                return Err(Error::config(
-                    "refresher",
-                    "a token refresher was given, but the configuration does not use IAM \
-                     authentication (USE_IAM_AUTH=true, or a target builder method)",
-                ));
-            }
-            (_, None) => {}
+            return None;
         }
+        if !problems.is_empty() {
+            return None;
+        }
+        let transport = transport?;
         let endpoint = config.endpoint();
-        let transport = if options.cluster {
-            cluster_transport(&config, refresher.as_ref(), options.connect_timeout)?
-        } else {
-            Transport::Standalone {
-                tls: config.tls().map(TlsConnector::new).transpose()?,
-                resp2: AtomicBool::new(false),
-            }
-        };
         let counters = Arc::<Counters>::default();
         let reauthenticator = match (config.auth(), &refresher, &transport) {
             (Auth::Iam(iam), Some(refresher), Transport::Standalone { .. }) => {
@@ -146,7 +172,7 @@ impl Connector {
             counters: Arc::clone(&counters),
             lifecycle: *config.lifecycle(),
         });
-        Ok(Self {
+        Some(Self {
             config,
             refresher,
             endpoint,
@@ -168,7 +194,14 @@ impl Connector {
         &self.endpoint
     }
 
-    pub(crate) fn refresher(&self) -> Result<&TokenRefresher, Error> {
+    /// With IAM, the refresher that signs the tokens.
+    pub(crate) fn refresher(&self) -> Option<&TokenRefresher> {
+        self.refresher.as_ref()
+    }
+
+    /// The refresher, for an IAM authentication ([`build`](Self::build) made sure
+    /// there is one).
+    fn iam_refresher(&self) -> Result<&TokenRefresher, Error> {
         self.refresher
             .as_ref()
             .ok_or_else(|| Error::config("refresher", "IAM authentication needs a token refresher"))
@@ -318,10 +351,12 @@ fn cluster_transport(
     config: &ConnectionConfig,
     refresher: Option<&TokenRefresher>,
     connect_timeout: Duration,
-) -> Result<Transport, Error> {
+    problems: &mut Problems,
+) -> Option<Transport> {
+    let sources = config.sources();
     if config.db() != 0 {
-        return Err(Error::config(
-            "db",
+        problems.push(Error::config(
+            sources.db,
             "cluster mode has only database 0: remove the database number (REDIS_DB or the URL's \
              path), or use standalone mode",
         ));
@@ -337,7 +372,11 @@ fn cluster_transport(
         .connection_timeout(connect_timeout)
         .tcp_settings(socket::redis_settings());
     if let Some(options) = config.tls() {
-        builder = builder.certs(tls::redis_certificates(options)?);
+        builder = builder.certs(problems.check(tls::redis_certificates(
+            options,
+            config.host(),
+            sources,
+        ))?);
     }
     builder = match (config.auth(), refresher) {
         (Auth::Password { username, password }, _) => {
@@ -351,7 +390,9 @@ fn cluster_transport(
         _ => builder,
     };
     let client = builder.build().map_err(|e| {
-        Error::config("host", "redis-rs refused the cluster settings").with_source(e)
-    })?;
-    Ok(Transport::Cluster(Box::new(client)))
+        Error::config(sources.host, "redis-rs refused the cluster settings").with_source(e)
+    });
+    problems
+        .check(client)
+        .map(|client| Transport::Cluster(Box::new(client)))
 }

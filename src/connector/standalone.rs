@@ -47,7 +47,7 @@ impl Connector {
             Auth::None => None,
             Auth::Password { username, password } => Some((username.clone(), password.clone())),
             Auth::Iam(iam) => {
-                let token = self.refresher()?.token().await?;
+                let token = self.iam_refresher()?.token().await?;
                 Some((
                     Some(iam.user_id.as_str().to_owned()),
                     Zeroizing::new(token.expose_secret().to_owned()),
@@ -69,7 +69,7 @@ impl Connector {
         let resp2_auth = credentials.filter(|_| protocol == ProtocolVersion::RESP2);
         match tls {
             Some(tls) => {
-                let stream = tls.connect(host, tcp).await?;
+                let stream = tls.connect(tcp).await?;
                 self.handshake(&info, resp2_auth, stream).await
             }
             None => self.handshake(&info, resp2_auth, tcp).await,

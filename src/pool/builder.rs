@@ -195,7 +195,8 @@ impl PoolBuilder {
     /// open when first needed. Every problem in the settings is reported at
     /// once (see [`Error::parameters`]).
     pub async fn build_lazy(self) -> Result<Pool, Error> {
-        self.check()?;
+        let mut problems = Problems::default();
+        self.check(&mut problems);
         let config = self.config;
         let cluster = self.cluster.unwrap_or(match config.auth() {
             Auth::Iam(iam) => matches!(
@@ -206,7 +207,8 @@ impl PoolBuilder {
         });
         let refresher = match (config.auth(), self.refresher) {
             (_, Some(refresher)) => Some(refresher),
-            (Auth::Iam(iam), None) => Some(
+            // (Not started for settings that are refused anyway.)
+            (Auth::Iam(iam), None) if problems.is_empty() => problems.check(
                 self.refresher_builder
                     .target(iam.target.clone())
                     .user_id(iam.user_id.as_str())
@@ -214,7 +216,7 @@ impl PoolBuilder {
                     .token_refresh_interval(config.lifecycle().token_refresh_interval)
                     .reauth_after(config.lifecycle().reauth_after)
                     .build()
-                    .await?,
+                    .await,
             ),
             (_, None) => None,
         };
@@ -224,7 +226,10 @@ impl PoolBuilder {
             max_concurrent_connects: self.max_concurrent_connects,
             cluster,
         };
-        let manager = Manager::new(Connector::new(config, refresher, options)?);
+        // The connector's own problems (TLS files, cluster settings, a
+        // refresher for another target) join the pool's.
+        let connector = Connector::build(config, refresher, options, &mut problems);
+        let manager = Manager::new(problems.finish(connector)?);
         let inner = bb8::Pool::builder()
             .max_size(self.max_size)
             .min_idle(self.min_idle)
@@ -242,8 +247,7 @@ impl PoolBuilder {
     }
 
     /// Every value bb8, tokio or the server would refuse (or panic on).
-    fn check(&self) -> Result<(), Error> {
-        let mut problems = Problems::default();
+    fn check(&self, problems: &mut Problems) {
         if self.max_size == 0 || self.max_size > Self::MAX_SIZE_LIMIT {
             problems.push(Error::config(
                 "max_size",
@@ -288,6 +292,5 @@ impl PoolBuilder {
                 ));
             }
         }
-        problems.finish(Some(()))
     }
 }

@@ -155,6 +155,13 @@ impl Pool {
     /// endpoint: it runs `PING` and `INFO server` on a pooled
     /// connection, waiting at most 5 s for one. Contains no secret.
     pub async fn health(&self) -> Health {
+        let state = self.inner.state();
+        let pool = PoolHealth {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max_size: self.inner.config().max_size,
+        };
+        let token = self.refresher().map(TokenRefresher::status);
         let server = match tokio::time::timeout(health::WAIT, self.get()).await {
             Ok(Ok(mut conn)) => health::ping(&mut conn).await,
             Ok(Err(err)) => Err(display_chain(&err)),
@@ -163,18 +170,12 @@ impl Pool {
                 health::WAIT
             )),
         };
-        let state = self.inner.state();
-        let pool = PoolHealth {
-            connections: state.connections,
-            idle: state.idle_connections,
-            max_size: self.inner.config().max_size,
-        };
-        health::report(&self.manager.connector, pool, server)
+        health::report(&self.manager.connector, pool, token, server)
     }
 
     /// The token refresher, with IAM authentication.
     pub fn refresher(&self) -> Option<&TokenRefresher> {
-        self.manager.connector.refresher().ok()
+        self.manager.connector.refresher()
     }
 
     /// The configuration the pool connects with.

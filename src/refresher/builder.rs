@@ -80,7 +80,7 @@ impl TokenRefresherBuilder {
     }
 
     /// The AWS region of the cache, or none (then the `SdkConfig`'s).
-    pub fn set_region(&mut self, region: Option<impl Into<String>>) -> &mut Self {
+    pub fn set_region(&mut self, region: Option<String>) -> &mut Self {
         self.signer.set_region(region);
         self
     }
@@ -169,10 +169,8 @@ impl TokenRefresherBuilder {
     pub async fn build(self) -> Result<TokenRefresher, Error> {
         let mut problems = self.env_problems;
         let mut signer = self.signer;
-        if !signer.has_region()
-            && let Some(region) = self.sdk_config.as_ref().and_then(|c| c.region())
-        {
-            signer.set_region(Some(region.to_string()));
+        if let Some(region) = self.sdk_config.as_ref().and_then(|c| c.region()) {
+            signer.default_region(region.to_string());
         }
         let signer = signer.build_into(&mut problems);
         let lifecycle = self.lifecycle.build(false, &mut problems);

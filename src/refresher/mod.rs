@@ -3,7 +3,7 @@
 //! One [`TokenRefresher`] serves a whole process. It holds the current token
 //! with its signing time and usable-until time as one value; reading it is a
 //! short lock and a clone, never a signing. A background task re-signs every
-//! rotation interval, and earlier when the credentials expire sooner. Whoever
+//! token refresh interval, and earlier when the credentials expire sooner. Whoever
 //! needs a token when none is usable runs one signing cycle, and everyone else
 //! arriving meanwhile shares its outcome (single-flight).
 //!
@@ -43,7 +43,7 @@ pub use builder::TokenRefresherBuilder;
 pub use status::RefresherStatus;
 
 /// The background task re-signs at the latest this long before a token's
-/// usable-until, so that retries fit before [`SAFETY_MARGIN`](Self::SAFETY_MARGIN) stops it being
+/// usable-until, so that retries fit before [`SAFETY_MARGIN`](TokenRefresher::SAFETY_MARGIN) stops it being
 /// handed out.
 const RESIGN_LEAD: Duration = Duration::from_secs(90);
 
@@ -464,7 +464,7 @@ impl Shared {
 }
 
 impl State {
-    /// The current token if it has at least [`SAFETY_MARGIN`](Self::SAFETY_MARGIN) left at `now`.
+    /// The current token if it has at least [`SAFETY_MARGIN`](TokenRefresher::SAFETY_MARGIN) left at `now`.
     fn fresh(&self, now: SystemTime) -> Option<&AuthToken> {
         self.current
             .as_ref()
