@@ -140,7 +140,9 @@ impl Error {
     }
 
     /// For an error that reports several problems at once, each of them, in
-    /// order (to show one per line, say); empty otherwise.
+    /// order (to show one per line, say); empty otherwise. Such an error has
+    /// the first problem's [`kind`](Self::kind) (nearly always
+    /// `Configuration`; a TLS set-up failure can sit among them).
     pub fn problems(&self) -> &[Error] {
         &self.problems
     }
@@ -202,6 +204,11 @@ impl Problems {
         } else {
             self.0.extend(err.problems.iter().cloned());
         }
+    }
+
+    /// Notes every problem `other` holds, after these.
+    pub(crate) fn append(&mut self, other: Problems) {
+        self.0.extend(other.0);
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -26,7 +26,7 @@
 //! | `socket` | TCP settings of every connection: no delay, keepalive and `TCP_USER_TIMEOUT`, so a vanished node is noticed in about 30 s |
 //! | `replies` | what the server's error replies mean: refused (with the checklist), throttled, no `HELLO`, I/O |
 //! | `gate` | the connection-attempt pacer: a bounded number at once, backoff after failures |
-//! | `connector` | opening one authenticated connection, whatever holds it: TCP, TLS, `HELLO 3 AUTH` / `AUTH` fallback (`connector::standalone`), cluster client set-up, the record of attempts (`connector::attempts`) |
+//! | `connector` | opening one authenticated connection, whatever holds it: its settings checked before anything starts (`connector::checked`), TCP, TLS, `HELLO 3 AUTH` / `AUTH` fallback (`connector::standalone`), cluster client set-up, the record of attempts (`connector::attempts`) |
 //! | `command` | what a command does to its connection: its block time (`BLPOP`, `XREAD BLOCK`, `WAIT`), the session state it sets or clears |
 //! | `session` | the session state a borrower can leave on a connection (`MULTI`, `WATCH`, `SELECT`, subscriptions, ...), recorded with the server's answers |
 //! | `life` | a connection's life: idle, in use or closed; its deadline; the task that drives its socket and closes it at its deadline when idle, or at once when a reply will never be read |

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::config::{Sources, TlsOptions, TlsVersion};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Problems};
 
 /// A TLS client configuration, ready for handshakes with one host.
 #[derive(Clone)]
@@ -36,14 +36,30 @@ impl TlsConnector {
     /// certificate, fixes the protocol versions, and checks that `host` can be
     /// verified (a DNS name, or an IP address that the certificate must
     /// list). `sources` name the settings in errors.
+    /// Every problem found is reported at once.
     pub(crate) fn new(options: &TlsOptions, host: &str, sources: &Sources) -> Result<Self, Error> {
-        let server_name = ServerName::try_from(host.to_owned()).map_err(|e| {
+        let mut problems = Problems::default();
+        let server_name = problems.check(ServerName::try_from(host.to_owned()).map_err(|e| {
             Error::config(
                 sources.host,
                 format!("{host:?} is not a DNS name or IP address usable for TLS"),
             )
             .with_source(e)
-        })?;
+        }));
+        let roots = problems.check(roots(options, sources));
+        let client = match (&options.client_cert, &options.client_key) {
+            (Some(cert), Some(key)) => {
+                let cert = problems.check(read_certs(cert, sources.client_cert));
+                let key = problems.check(read_key(key, sources.client_key));
+                Some(cert.zip(key))
+            }
+            _ => None,
+        };
+        let (server_name, roots, client) = match (server_name, roots, client) {
+            (Some(name), Some(roots), None) => (name, roots, None),
+            (Some(name), Some(roots), Some(Some(client))) => (name, roots, Some(client)),
+            _ => return problems.finish(None),
+        };
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let versions: &[&rustls::SupportedProtocolVersion] = match options.min_version {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -52,14 +68,10 @@ impl TlsConnector {
         let builder = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)
             .map_err(|e| Error::new(ErrorKind::Tls, "unusable TLS settings").with_source(e))?
-            .with_root_certificates(roots(options, sources)?);
-        let config = match (&options.client_cert, &options.client_key) {
-            (Some(cert), Some(key)) => builder
-                .with_client_auth_cert(
-                    read_certs(cert, sources.client_cert)?,
-                    read_key(key, sources.client_key)?,
-                )
-                .map_err(|e| {
+            .with_root_certificates(roots);
+        let config = match (client, &options.client_cert) {
+            (Some((certs, key)), Some(cert)) => {
+                builder.with_client_auth_cert(certs, key).map_err(|e| {
                     Error::config(
                         sources.client_cert,
                         format!(
@@ -68,7 +80,8 @@ impl TlsConnector {
                         ),
                     )
                     .with_source(e)
-                })?,
+                })?
+            }
             _ => builder.with_no_client_auth(),
         };
         Ok(Self {
@@ -110,8 +123,9 @@ pub(crate) fn redis_certificates(
     host: &str,
     sources: &Sources,
 ) -> Result<TlsCertificates, Error> {
+    let mut problems = Problems::default();
     if options.min_version == TlsVersion::Tls13 {
-        return Err(Error::config(
+        problems.push(Error::config(
             "min_tls_version",
             "a TLS 1.3 minimum is not supported in cluster mode (redis-rs's cluster client \
              offers TLS 1.2 and 1.3 and uses 1.3 with any server that has it): remove the \
@@ -119,7 +133,10 @@ pub(crate) fn redis_certificates(
         ));
     }
     // Parse once here so that bad files fail at build time, naming the file.
-    TlsConnector::new(options, host, sources)?;
+    problems.check(TlsConnector::new(options, host, sources));
+    if !problems.is_empty() {
+        return problems.finish(None);
+    }
     let read = |path: &Path, parameter: &'static str| {
         std::fs::read(path).map_err(|e| unreadable(path, parameter, e))
     };

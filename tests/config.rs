@@ -290,6 +290,17 @@ fn iam_from_the_builder() {
         .build()
         .unwrap_err();
     assert_eq!(err.parameter(), Some("tls"));
+    // A URL without a password leaves the builder's in place, and its name.
+    let err = ConnectionConfig::builder()
+        .password("PASSWORD-MARKER")
+        .url("rediss://cache:6379")
+        .replication_group("my-group")
+        .user_id("app")
+        .region("eu-west-1")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.parameter(), Some("password"));
+    assert!(!err.to_string().contains("PASSWORD-MARKER"), "{err}");
 }
 
 /// The `set_` methods, for set-up that depends on the environment: `None`

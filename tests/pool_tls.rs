@@ -3,7 +3,7 @@
 
 mod support;
 
-use elasticache_iam::{ConnectionConfig, ErrorKind, TlsVersion};
+use elasticache_iam::{ConnectionConfig, ErrorKind, Pool, TlsVersion};
 use elasticache_localstack::{Engine, StackConfig};
 use redis::AsyncCommands;
 use support::pools::{iam_config, iam_pool, start};
@@ -158,7 +158,11 @@ async fn problems_found_by_the_pool_name_the_variables_and_come_together() {
         })
         .build()
         .unwrap();
-    let err = iam_pool(config).max_size(0).build().await.unwrap_err();
+    let err = iam_pool(config.clone())
+        .max_size(0)
+        .build_lazy()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Configuration, "{err:?}");
     // Serverless caches are clusters: database 0 only.
     assert_eq!(
@@ -171,7 +175,47 @@ async fn problems_found_by_the_pool_name_the_variables_and_come_together() {
         err.to_string().starts_with("3 problems: (1) max_size"),
         "{err}"
     );
-    assert_eq!(stack.stats().auth_ok + stack.stats().failed_total(), 0);
+
+    // The refresher's own problems join them: an SdkConfig without a
+    // credentials provider.
+    let err = Pool::builder(config)
+        .sdk_config(&aws_config::SdkConfig::builder().build())
+        .max_size(0)
+        .build_lazy()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.parameters(),
+        [
+            "max_size",
+            "credentials_provider",
+            "REDIS_URL",
+            "REDIS_SSL_CA_CERTS"
+        ],
+        "{err}"
+    );
+}
+
+/// TLS problems are reported together: an unreadable CA file and a client
+/// key that is not one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_problems_come_together() {
+    let stack = start(StackConfig::replication_group("rg-tls-04")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("key.pem");
+    std::fs::write(&garbage, "not a key").unwrap();
+    let config = iam_config(&stack)
+        .ca_file(dir.path().join("missing.pem"))
+        .client_certificate(stack.ca_file(), &garbage)
+        .build()
+        .unwrap();
+    let err = iam_pool(config).build().await.unwrap_err();
+    assert_eq!(err.parameters(), ["ca_file", "client_certificate"], "{err}");
+    assert!(err.to_string().contains("cannot read"), "{err}");
+    assert!(
+        err.to_string().contains("holds no PEM private key"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

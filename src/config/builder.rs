@@ -406,10 +406,13 @@ impl ConnectionConfigBuilder {
                 ));
             }
             if self.password.is_some() {
+                let source = self.sources.password;
                 problems.push(Error::config(
-                    self.sources.password,
-                    "both a password and IAM authentication are set: remove REDIS_PASSWORD \
-                     (or the URL's password), or USE_IAM_AUTH",
+                    source,
+                    format!(
+                        "both a password ({source}) and IAM authentication are set: remove the \
+                         password, or IAM authentication"
+                    ),
                 ));
             }
             iam_auth(&self.target, self.user_id, self.region, &mut problems).map(Auth::Iam)

@@ -1,9 +1,10 @@
 //! Opening one authenticated connection, whatever holds it (the pool today;
 //! nothing here knows of bb8).
 //!
-//! A [`Connector`] is built once from a validated
-//! [`ConnectionConfig`] and, with IAM, the refresher whose tokens
-//! authenticate. Each [`connect`](Connector::connect) goes through the
+//! A [`Connector`] is built once from a validated [`ConnectionConfig`],
+//! first checked (`checked`: the TLS files read, cluster settings and a given
+//! refresher checked, every problem at once, nothing started), then made
+//! with the refresher whose tokens authenticate (with IAM). Each [`connect`](Connector::connect) goes through the
 //! [`Gate`], is bounded by the connect timeout, and is recorded in
 //! [`Attempts`]:
 //!
@@ -21,6 +22,7 @@
 //! its error texts speak to a pool's borrower ("get another connection").
 
 mod attempts;
+mod checked;
 mod standalone;
 
 use std::fmt;
@@ -28,23 +30,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use redis::ProtocolVersion;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::{ProtocolVersion, TlsCertificates};
 
 pub(crate) use attempts::Attempts;
+pub(crate) use checked::Checked;
+use checked::CheckedTransport;
 use standalone::Refusal;
 
 use crate::config::{Auth, ConnectionConfig, IamAuth};
 use crate::connection::{ClusterSlot, Connection, Inner, Settings};
 use crate::counters::{Counters, bump};
-use crate::error::{Error, ErrorKind, Problems, display_chain};
+use crate::error::{Error, ErrorKind, display_chain};
 use crate::gate::Gate;
 use crate::life::Life;
 use crate::reauth::Reauthenticator;
 use crate::refresher::TokenRefresher;
 use crate::replies;
 use crate::socket;
-use crate::tls::{self, TlsConnector};
+use crate::tls::TlsConnector;
 
 /// How connections are opened and timed, beside the configuration.
 #[derive(Clone, Copy, Debug)]
@@ -95,61 +99,38 @@ impl fmt::Debug for Connector {
 }
 
 impl Connector {
-    /// A connector for `config`, or `None` with every problem found noted
-    /// in `problems` (beside those of the settings around it: there is no
-    /// connector unless `problems` stays empty). With IAM, `refresher` is
-    /// required and must sign for the configuration's target, user id and
-    /// region (a caller whose refresher could not be made has noted why);
-    /// without IAM, none may be given.
-    pub(crate) fn build(
-        config: ConnectionConfig,
-        refresher: Option<TokenRefresher>,
-        options: ConnectorOptions,
-        problems: &mut Problems,
-    ) -> Option<Self> {
+    /// The connector for checked settings, with `refresher`: required with
+    /// IAM, refused without (see [`Checked::new`]).
+    pub(crate) fn new(checked: Checked, refresher: Option<TokenRefresher>) -> Result<Self, Error> {
+        let Checked {
+            config,
+            options,
+            transport,
+        } = checked;
         match (config.auth(), &refresher) {
-            (Auth::Iam(iam), Some(refresher)) => {
-                problems.check(check_refresher(refresher, iam));
-            }
-            (Auth::Iam(_), None) => {}
-            (_, Some(_)) => problems.push(Error::config(
-                "refresher",
-                "a token refresher was given, but the configuration does not use IAM \
-                 authentication (USE_IAM_AUTH=true, or a target builder method)",
-            )),
-            (_, None) => {}
-        }
-        let transport = if options.cluster {
-            cluster_transport(
-                &config,
-                refresher.as_ref(),
-                options.connect_timeout,
-                problems,
-            )
-        } else {
-            let tls = config
-                .tls()
-                .map(|tls| TlsConnector::new(tls, config.host(), config.sources()));
-            problems
-                .check(tls.transpose())
-                .map(|tls| Transport::Standalone {
-                    tls,
-                    resp2: AtomicBool::new(false),
-                })
-        };
-        if matches!(config.auth(), Auth::Iam(_)) && refresher.is_none() {
-            if problems.is_empty() {
-                problems.push(Error::config(
+            (Auth::Iam(_), None) => {
+                return Err(Error::config(
                     "refresher",
                     "IAM authentication needs a token refresher",
                 ));
             }
-            return None;
+            (auth, Some(refresher)) => check_refresher(refresher, auth)?,
+            (_, None) => {}
         }
-        if !problems.is_empty() {
-            return None;
-        }
-        let transport = transport?;
+        let transport = match transport {
+            CheckedTransport::Standalone(tls) => Transport::Standalone {
+                tls,
+                resp2: AtomicBool::new(false),
+            },
+            CheckedTransport::Cluster(certificates) => {
+                Transport::Cluster(Box::new(cluster_client(
+                    &config,
+                    certificates,
+                    refresher.as_ref(),
+                    options.connect_timeout,
+                )?))
+            }
+        };
         let endpoint = config.endpoint();
         let counters = Arc::<Counters>::default();
         let reauthenticator = match (config.auth(), &refresher, &transport) {
@@ -172,7 +153,7 @@ impl Connector {
             counters: Arc::clone(&counters),
             lifecycle: *config.lifecycle(),
         });
-        Some(Self {
+        Ok(Self {
             config,
             refresher,
             endpoint,
@@ -199,7 +180,7 @@ impl Connector {
         self.refresher.as_ref()
     }
 
-    /// The refresher, for an IAM authentication ([`build`](Self::build) made sure
+    /// The refresher, for an IAM authentication ([`new`](Self::new) made sure
     /// there is one).
     fn iam_refresher(&self) -> Result<&TokenRefresher, Error> {
         self.refresher
@@ -318,8 +299,16 @@ impl Connector {
     }
 }
 
-/// A refresher given for a pool must sign for its target, user and region.
-fn check_refresher(refresher: &TokenRefresher, iam: &IamAuth) -> Result<(), Error> {
+/// A refresher must sign for the configuration's target, user and region,
+/// and is only for IAM authentication.
+fn check_refresher(refresher: &TokenRefresher, auth: &Auth) -> Result<(), Error> {
+    let Auth::Iam(iam) = auth else {
+        return Err(Error::config(
+            "refresher",
+            "a token refresher was given, but the configuration does not use IAM \
+             authentication (USE_IAM_AUTH=true, or a target builder method)",
+        ));
+    };
     let signer = refresher.signer();
     if signer.target() != &iam.target
         || signer.user_id() != &iam.user_id
@@ -344,23 +333,16 @@ fn check_refresher(refresher: &TokenRefresher, iam: &IamAuth) -> Result<(), Erro
 
 /// redis-rs's cluster client for `config`: the endpoint as its seed node,
 /// RESP3, the connect timeout, TLS with the same roots and client
-/// certificate, the socket settings, and the refresher (or password) as its
-/// credentials. No response timeout: each pooled connection times its
-/// commands itself (blocking commands get their block time).
-fn cluster_transport(
+/// certificate (read when checked), the socket settings, and the refresher
+/// (or password) as its credentials. No response timeout: each pooled
+/// connection times its commands itself (blocking commands get their block
+/// time).
+fn cluster_client(
     config: &ConnectionConfig,
+    certificates: Option<TlsCertificates>,
     refresher: Option<&TokenRefresher>,
     connect_timeout: Duration,
-    problems: &mut Problems,
-) -> Option<Transport> {
-    let sources = config.sources();
-    if config.db() != 0 {
-        problems.push(Error::config(
-            sources.db,
-            "cluster mode has only database 0: remove the database number (REDIS_DB or the URL's \
-             path), or use standalone mode",
-        ));
-    }
+) -> Result<ClusterClient, Error> {
     let scheme = if config.tls().is_some() {
         "rediss"
     } else {
@@ -371,12 +353,8 @@ fn cluster_transport(
         .use_protocol(ProtocolVersion::RESP3)
         .connection_timeout(connect_timeout)
         .tcp_settings(socket::redis_settings());
-    if let Some(options) = config.tls() {
-        builder = builder.certs(problems.check(tls::redis_certificates(
-            options,
-            config.host(),
-            sources,
-        ))?);
+    if let Some(certificates) = certificates {
+        builder = builder.certs(certificates);
     }
     builder = match (config.auth(), refresher) {
         (Auth::Password { username, password }, _) => {
@@ -389,10 +367,11 @@ fn cluster_transport(
         (Auth::Iam(_), Some(refresher)) => builder.set_credentials_provider(refresher.clone()),
         _ => builder,
     };
-    let client = builder.build().map_err(|e| {
-        Error::config(sources.host, "redis-rs refused the cluster settings").with_source(e)
-    });
-    problems
-        .check(client)
-        .map(|client| Transport::Cluster(Box::new(client)))
+    builder.build().map_err(|e| {
+        Error::config(
+            config.sources().host,
+            "redis-rs refused the cluster settings",
+        )
+        .with_source(e)
+    })
 }

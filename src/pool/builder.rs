@@ -8,7 +8,7 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 
 use super::Pool;
 use crate::config::{Auth, ConnectionConfig};
-use crate::connector::{Connector, ConnectorOptions};
+use crate::connector::{Checked, Connector, ConnectorOptions};
 use crate::error::{Error, Problems};
 use crate::manager::Manager;
 use crate::refresher::{TokenRefresher, TokenRefresherBuilder};
@@ -205,31 +205,35 @@ impl PoolBuilder {
             ),
             _ => false,
         });
-        let refresher = match (config.auth(), self.refresher) {
-            (_, Some(refresher)) => Some(refresher),
-            // (Not started for settings that are refused anyway.)
-            (Auth::Iam(iam), None) if problems.is_empty() => problems.check(
-                self.refresher_builder
-                    .target(iam.target.clone())
-                    .user_id(iam.user_id.as_str())
-                    .region(iam.region.as_str())
-                    .token_refresh_interval(config.lifecycle().token_refresh_interval)
-                    .reauth_after(config.lifecycle().reauth_after)
-                    .build()
-                    .await,
-            ),
-            (_, None) => None,
-        };
         let options = ConnectorOptions {
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
             max_concurrent_connects: self.max_concurrent_connects,
             cluster,
         };
-        // The connector's own problems (TLS files, cluster settings, a
-        // refresher for another target) join the pool's.
-        let connector = Connector::build(config, refresher, options, &mut problems);
-        let manager = Manager::new(problems.finish(connector)?);
+        // Everything is checked, every problem noted, before the refresher
+        // starts (and looks up credentials).
+        let (given, to_start) = match (config.auth(), self.refresher) {
+            (_, Some(refresher)) => (Some(refresher), None),
+            (Auth::Iam(iam), None) => (
+                None,
+                self.refresher_builder
+                    .target(iam.target.clone())
+                    .user_id(iam.user_id.as_str())
+                    .region(iam.region.as_str())
+                    .token_refresh_interval(config.lifecycle().token_refresh_interval)
+                    .reauth_after(config.lifecycle().reauth_after)
+                    .check(&mut problems),
+            ),
+            (_, None) => (None, None),
+        };
+        let checked = Checked::new(config, given.as_ref(), options, &mut problems);
+        let checked = problems.finish(checked)?;
+        let refresher = match to_start {
+            Some(checked) => Some(checked.start().await),
+            None => given,
+        };
+        let manager = Manager::new(Connector::new(checked, refresher)?);
         let inner = bb8::Pool::builder()
             .max_size(self.max_size)
             .min_idle(self.min_idle)
@@ -246,7 +250,8 @@ impl PoolBuilder {
         Ok(Pool { inner, manager })
     }
 
-    /// Every value bb8, tokio or the server would refuse (or panic on).
+    /// Every value bb8 or the server would refuse (or panic on); the
+    /// connector checks its own (`max_concurrent_connects`, TLS, cluster).
     fn check(&self, problems: &mut Problems) {
         if self.max_size == 0 || self.max_size > Self::MAX_SIZE_LIMIT {
             problems.push(Error::config(
@@ -266,16 +271,6 @@ impl PoolBuilder {
                 format!(
                     "min_idle ({min_idle}) must not be more than max_size ({})",
                     self.max_size
-                ),
-            ));
-        }
-        let most = tokio::sync::Semaphore::MAX_PERMITS;
-        if !(1..=most).contains(&self.max_concurrent_connects) {
-            problems.push(Error::config(
-                "max_concurrent_connects",
-                format!(
-                    "max_concurrent_connects must be at least 1 and at most {most}; got {}",
-                    self.max_concurrent_connects
                 ),
             ));
         }

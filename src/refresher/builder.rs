@@ -12,8 +12,9 @@ use aws_smithy_async::time::{SharedTimeSource, TimeSource};
 
 use super::{Shared, TokenRefresher};
 use crate::error::{Error, Problems};
+use crate::lifecycle::Lifecycle;
 use crate::lifecycle::LifecycleSettings;
-use crate::signer::TokenSignerBuilder;
+use crate::signer::{TokenSigner, TokenSignerBuilder};
 use crate::target::Target;
 
 /// Builds a [`TokenRefresher`].
@@ -143,7 +144,7 @@ impl TokenRefresherBuilder {
     }
 
     /// Read `ELASTICACHE_TOKEN_REFRESH_INTERVAL` and `ELASTICACHE_REAUTH_AFTER`
-    /// (see [`Lifecycle`](crate::Lifecycle)) from the process environment,
+    /// (see [`Lifecycle`]) from the process environment,
     /// where set; they override earlier settings. Values are durations such
     /// as `10m`, `2s` or `1h 30m`; an empty value counts as unset. A bad value
     /// makes [`build`](Self::build) fail, naming the variable.
@@ -167,13 +168,21 @@ impl TokenRefresherBuilder {
     /// The first token is signed in the background straight away; the first
     /// [`TokenRefresher::token`] call waits for it (and reports its failure).
     pub async fn build(self) -> Result<TokenRefresher, Error> {
-        let mut problems = self.env_problems;
+        let mut problems = Problems::default();
+        let checked = self.check(&mut problems);
+        Ok(problems.finish(checked)?.start().await)
+    }
+
+    /// The validation half of [`build`](Self::build): every problem noted in
+    /// `problems`, nothing started, no credentials looked up.
+    pub(crate) fn check(self, problems: &mut Problems) -> Option<CheckedRefresher> {
+        problems.append(self.env_problems);
         let mut signer = self.signer;
         if let Some(region) = self.sdk_config.as_ref().and_then(|c| c.region()) {
             signer.default_region(region.to_string());
         }
-        let signer = signer.build_into(&mut problems);
-        let lifecycle = self.lifecycle.build(false, &mut problems);
+        let signer = signer.build_into(problems);
+        let lifecycle = self.lifecycle.build(false, problems);
         if tokio::runtime::Handle::try_current().is_err() {
             problems.push(Error::config(
                 "runtime",
@@ -181,8 +190,8 @@ impl TokenRefresherBuilder {
                  background task)",
             ));
         }
-        let configured = match (&self.provider, &self.sdk_config) {
-            (Some(provider), _) => Some(provider.clone()),
+        let provider = match (self.provider, &self.sdk_config) {
+            (Some(provider), _) => Some(provider),
             (None, Some(config)) => {
                 let provider = config.credentials_provider();
                 if provider.is_none() {
@@ -191,36 +200,58 @@ impl TokenRefresherBuilder {
                         "the SdkConfig has no credentials provider: load it with \
                          aws_config::load_defaults, or set credentials_provider",
                     ));
+                    return None;
                 }
                 provider
             }
             (None, None) => None,
         };
-        let signer = problems.finish(signer)?;
-        let provider = match configured {
-            Some(provider) => provider,
-            None => SharedCredentialsProvider::new(
-                DefaultCredentialsChain::builder()
-                    .region(Region::new(signer.region().to_owned()))
-                    .build()
-                    .await,
-            ),
-        };
         let wall = self
             .time_source
             .or_else(|| self.sdk_config.as_ref().and_then(|c| c.time_source()))
             .unwrap_or_default();
-        Ok(TokenRefresher::start(Shared {
-            signer,
+        Some(CheckedRefresher {
+            signer: signer?,
             provider,
             wall,
-            token_refresh_interval: lifecycle.token_refresh_interval,
-            reauth_after: lifecycle.reauth_after,
+            lifecycle,
+        })
+    }
+}
+
+/// A refresher's settings, validated: [`start`](Self::start) makes it.
+pub(crate) struct CheckedRefresher {
+    signer: TokenSigner,
+    /// `None`: the default chain, loaded at start.
+    provider: Option<SharedCredentialsProvider>,
+    wall: SharedTimeSource,
+    lifecycle: Lifecycle,
+}
+
+impl CheckedRefresher {
+    /// Loads the default credentials chain if no provider was given, and
+    /// starts the background task (in the current Tokio runtime).
+    pub(crate) async fn start(self) -> TokenRefresher {
+        let provider = match self.provider {
+            Some(provider) => provider,
+            None => SharedCredentialsProvider::new(
+                DefaultCredentialsChain::builder()
+                    .region(Region::new(self.signer.region().to_owned()))
+                    .build()
+                    .await,
+            ),
+        };
+        TokenRefresher::start(Shared {
+            signer: self.signer,
+            provider,
+            wall: self.wall,
+            token_refresh_interval: self.lifecycle.token_refresh_interval,
+            reauth_after: self.lifecycle.reauth_after,
             state: Mutex::default(),
             cycle: tokio::sync::Mutex::new(()),
             cycle_done: tokio::sync::Notify::new(),
             integration: OnceLock::new(),
-        }))
+        })
     }
 }
 
