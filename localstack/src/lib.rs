@@ -22,6 +22,7 @@
 //! | `stack` | [`Stack`]: the running stack, started and stopped |
 //! | `shared` | what the front, the endpoints and the stack share |
 //! | `upstream` | the real server process |
+//! | `cluster` | [`Cluster`]: a real Valkey cluster of such processes, formed by the stack itself |
 //! | `tls` | CA and server certificate, rustls configuration |
 //! | `resp` | command and reply framing |
 //! | `verify` | IAM token verification |
@@ -34,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+mod cluster;
 mod config;
 pub mod endpoints;
 mod faults;
@@ -48,6 +50,7 @@ mod upstream;
 pub mod verify;
 
 pub use clock::{ManualClock, SystemClock, WallClock};
+pub use cluster::{Cluster, ClusterNode, SLOTS};
 pub use config::{Mode, StackConfig};
 pub use faults::Faults;
 pub use registry::{

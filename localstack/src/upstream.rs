@@ -36,6 +36,8 @@ pub(crate) struct Upstream {
     binary: PathBuf,
     dir: tempfile::TempDir,
     addr: SocketAddr,
+    /// Further server options (cluster mode).
+    options: Vec<String>,
     child: Option<Child>,
 }
 
@@ -83,13 +85,23 @@ pub(crate) fn find_binary(
 impl Upstream {
     /// Start the server and wait until it answers `PING`.
     pub(crate) async fn start(binary: PathBuf) -> Result<Self, UpstreamError> {
+        let port = free_ports(1)?[0];
+        Self::start_at(binary, port, Vec::new()).await
+    }
+
+    /// [`start`](Self::start) on `port`, with further server options.
+    pub(crate) async fn start_at(
+        binary: PathBuf,
+        port: u16,
+        options: Vec<String>,
+    ) -> Result<Self, UpstreamError> {
         let dir =
             tempfile::tempdir().map_err(|e| UpstreamError(format!("temporary directory: {e}")))?;
-        let port = free_port().map_err(|e| UpstreamError(format!("no free port: {e}")))?;
         let mut upstream = Self {
             binary,
             dir,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            options,
             child: None,
         };
         upstream.spawn().await?;
@@ -116,6 +128,7 @@ impl Upstream {
                 "--protected-mode",
                 "yes",
             ])
+            .args(&self.options)
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())
@@ -181,8 +194,15 @@ async fn ping(addr: SocketAddr) -> bool {
     stream.read_exact(&mut buf).await.is_ok() && &buf == b"+PONG\r\n"
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// `n` distinct free loopback ports (each held until all are found).
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>, UpstreamError> {
+    let no_port = |e: std::io::Error| UpstreamError(format!("no free port: {e}"));
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(no_port)?;
+    listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr().map_err(no_port)?.port()))
+        .collect()
 }

@@ -1,0 +1,390 @@
+//! A real Valkey cluster upstream: `shards` × (1 + `replicas`)
+//! `valkey-server` processes with `cluster-enabled yes`, put together by the
+//! stack itself, as `valkey-cli --cluster create` would, with no other tool:
+//! every primary gets an even share of the 16,384 slots
+//! (`CLUSTER ADDSLOTSRANGE`), the nodes meet (`CLUSTER MEET`), each replica
+//! follows its shard's primary (`CLUSTER REPLICATE`), and the cluster is
+//! ready once every node reports `cluster_state:ok` and every replica's link
+//! to its primary is up.
+//!
+//! The nodes listen on loopback ports of their own, with their cluster bus on
+//! another free port (the default, port + 10,000, may not exist). Failover
+//! settings are short, as a stand-in wants: a node is failed after 1 s without
+//! an answer, and a replica may always take over.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::clock::monotonic_now;
+use crate::resp;
+use crate::upstream::{Engine, Upstream, UpstreamError, find_binary, free_ports};
+
+/// How many slots a cluster has.
+pub const SLOTS: u16 = 16_384;
+
+/// How long a cluster may take to form.
+const FORM_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often a forming cluster is looked at.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A running cluster of real servers.
+#[derive(Debug)]
+pub struct Cluster {
+    nodes: Vec<Node>,
+}
+
+/// One server of a [`Cluster`].
+#[derive(Debug)]
+struct Node {
+    upstream: Upstream,
+    bus_port: u16,
+    id: String,
+    shard: usize,
+    primary: bool,
+}
+
+/// What a client may know of one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// Where the server listens.
+    pub addr: SocketAddr,
+    /// The server's cluster node id.
+    pub id: String,
+    /// Its shard, from 0.
+    pub shard: usize,
+    /// Whether it started as its shard's primary.
+    pub primary: bool,
+    /// The slots its shard started with, inclusive.
+    pub slots: (u16, u16),
+}
+
+impl Cluster {
+    /// Starts `shards` × (1 + `replicas`) servers of `engine` (the binary at
+    /// `binary`, else on `PATH`) and forms the cluster; returns once it is
+    /// ready.
+    pub async fn start(
+        engine: Engine,
+        binary: Option<&Path>,
+        shards: usize,
+        replicas: usize,
+    ) -> Result<Self, UpstreamError> {
+        if shards == 0 || usize::from(SLOTS) < shards {
+            return Err(UpstreamError(format!(
+                "a cluster needs 1 to {SLOTS} shards, not {shards}"
+            )));
+        }
+        let binary = find_binary(engine, binary)?;
+        let count = shards * (1 + replicas);
+        // Every port at once, so that no two are the same.
+        let ports = free_ports(2 * count)?;
+        let mut starting = JoinSet::new();
+        for (index, pair) in ports.chunks_exact(2).enumerate() {
+            let (binary, port, bus_port) = (binary.clone(), pair[0], pair[1]);
+            starting.spawn(async move {
+                let options = cluster_options(port, bus_port);
+                let upstream = Upstream::start_at(binary, port, options).await?;
+                Ok::<_, UpstreamError>((index, upstream, bus_port))
+            });
+        }
+        let mut started = Vec::new();
+        while let Some(result) = starting.join_next().await {
+            let (index, upstream, bus_port) = result
+                .map_err(|e| UpstreamError(format!("starting a cluster node failed: {e}")))??;
+            started.push((index, upstream, bus_port));
+        }
+        started.sort_by_key(|(index, _, _)| *index);
+        let mut nodes = Vec::new();
+        for (index, upstream, bus_port) in started {
+            let id = text(call(upstream.addr(), &["CLUSTER", "MYID"]).await?)?;
+            nodes.push(Node {
+                upstream,
+                bus_port,
+                id,
+                // Primaries first: node i < shards is shard i's primary.
+                shard: index % shards,
+                primary: index < shards,
+            });
+        }
+        let cluster = Self { nodes };
+        cluster.form(shards).await?;
+        Ok(cluster)
+    }
+
+    /// Every node, primaries first (in shard order), then the replicas.
+    pub fn nodes(&self) -> Vec<ClusterNode> {
+        let shards = self.nodes.iter().filter(|n| n.primary).count();
+        self.nodes
+            .iter()
+            .map(|node| ClusterNode {
+                addr: node.upstream.addr(),
+                id: node.id.clone(),
+                shard: node.shard,
+                primary: node.primary,
+                slots: slot_range(node.shard, shards),
+            })
+            .collect()
+    }
+
+    /// Slots, meeting, replicas; then waits until the cluster is ready.
+    async fn form(&self, shards: usize) -> Result<(), UpstreamError> {
+        for node in self.nodes.iter().filter(|n| n.primary) {
+            let (first, last) = slot_range(node.shard, shards);
+            ok(call(
+                node.upstream.addr(),
+                &[
+                    "CLUSTER",
+                    "ADDSLOTSRANGE",
+                    &first.to_string(),
+                    &last.to_string(),
+                ],
+            )
+            .await?)?;
+        }
+        let first = &self.nodes[0];
+        for node in &self.nodes[1..] {
+            let addr = node.upstream.addr();
+            ok(call(
+                first.upstream.addr(),
+                &[
+                    "CLUSTER",
+                    "MEET",
+                    &addr.ip().to_string(),
+                    &addr.port().to_string(),
+                    &node.bus_port.to_string(),
+                ],
+            )
+            .await?)?;
+        }
+        let deadline = monotonic_now() + FORM_TIMEOUT;
+        // A replica can follow a primary once it knows it.
+        self.wait(deadline, "every node to know every other", |nodes| {
+            let known = nodes.lines().filter(|l| !l.trim().is_empty()).count();
+            known == self.nodes.len() && !nodes.contains("handshake")
+        })
+        .await?;
+        for node in self.nodes.iter().filter(|n| !n.primary) {
+            let primary = self
+                .nodes
+                .iter()
+                .find(|p| p.primary && p.shard == node.shard)
+                .ok_or_else(|| UpstreamError("a shard without a primary".to_owned()))?;
+            ok(call(node.upstream.addr(), &["CLUSTER", "REPLICATE", &primary.id]).await?)?;
+        }
+        self.wait_ready(deadline).await
+    }
+
+    /// Until every node says `cluster_state:ok` and knows every replica as
+    /// one, and every replica's link to its primary is up.
+    async fn wait_ready(&self, deadline: Instant) -> Result<(), UpstreamError> {
+        let replicas = self.nodes.iter().filter(|n| !n.primary).count();
+        self.wait(deadline, "every replica to be known as one", |nodes| {
+            nodes.lines().filter(|line| is_replica(line)).count() == replicas
+        })
+        .await?;
+        loop {
+            let mut ready = true;
+            for node in &self.nodes {
+                let info = text(call(node.upstream.addr(), &["CLUSTER", "INFO"]).await?)?;
+                ready &= info.contains("cluster_state:ok");
+                if !node.primary {
+                    let replication =
+                        text(call(node.upstream.addr(), &["INFO", "replication"]).await?)?;
+                    ready &= replication.contains("master_link_status:up");
+                }
+            }
+            if ready {
+                return Ok(());
+            }
+            if monotonic_now() >= deadline {
+                return Err(UpstreamError(format!(
+                    "the cluster did not become ready within {FORM_TIMEOUT:?}"
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Until `done` holds for every node's `CLUSTER NODES`.
+    async fn wait(
+        &self,
+        deadline: Instant,
+        what: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> Result<(), UpstreamError> {
+        loop {
+            let mut all = true;
+            for node in &self.nodes {
+                let nodes = text(call(node.upstream.addr(), &["CLUSTER", "NODES"]).await?)?;
+                all &= done(&nodes);
+            }
+            if all {
+                return Ok(());
+            }
+            if monotonic_now() >= deadline {
+                return Err(UpstreamError(format!(
+                    "the cluster did not form within {FORM_TIMEOUT:?}: waiting for {what}"
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Kills every server without waiting (for `Drop`).
+    pub(crate) fn kill_now(&mut self) {
+        for node in &mut self.nodes {
+            node.upstream.kill_now();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_now();
+    }
+}
+
+/// Whether a `CLUSTER NODES` line is a replica's: its flags (the third
+/// field, such as `myself,slave`) say `slave` (or `replica`).
+fn is_replica(line: &str) -> bool {
+    line.split(' ')
+        .nth(2)
+        .is_some_and(|flags| flags.split(',').any(|f| f == "slave" || f == "replica"))
+}
+
+/// Shard `shard`'s even share of the slots, inclusive.
+fn slot_range(shard: usize, shards: usize) -> (u16, u16) {
+    let slots = usize::from(SLOTS);
+    let first = shard * slots / shards;
+    let last = (shard + 1) * slots / shards - 1;
+    // Both below SLOTS.
+    (first as u16, last as u16)
+}
+
+/// A cluster node's options: its bus port, short failure detection, and
+/// replicas that sync at once.
+fn cluster_options(port: u16, bus_port: u16) -> Vec<String> {
+    [
+        ("--cluster-enabled", "yes".to_owned()),
+        ("--cluster-port", bus_port.to_string()),
+        ("--cluster-config-file", format!("nodes-{port}.conf")),
+        ("--cluster-node-timeout", "1000".to_owned()),
+        ("--cluster-replica-validity-factor", "0".to_owned()),
+        ("--repl-diskless-sync-delay", "0".to_owned()),
+    ]
+    .into_iter()
+    .flat_map(|(name, value)| [name.to_owned(), value])
+    .collect()
+}
+
+/// One command on a new connection, and its reply.
+async fn call(addr: SocketAddr, args: &[&str]) -> Result<Reply, UpstreamError> {
+    let failed = |e: std::io::Error| UpstreamError(format!("{addr}: {} failed: {e}", args[0]));
+    let mut stream = TcpStream::connect(addr).await.map_err(failed)?;
+    let items: Vec<Vec<u8>> = args.iter().map(|a| resp::bulk(a.as_bytes())).collect();
+    stream
+        .write_all(&resp::array(&items))
+        .await
+        .map_err(failed)?;
+    let mut buf = Vec::new();
+    loop {
+        if let Some(len) = resp::reply_len(&buf)
+            .map_err(|e| UpstreamError(format!("{addr}: unreadable reply: {}", e.0)))?
+        {
+            return Ok(Reply::parse(&buf[..len]));
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.map_err(failed)?;
+        if n == 0 {
+            return Err(UpstreamError(format!(
+                "{addr}: connection closed before the reply to {}",
+                args[0]
+            )));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The replies set-up reads.
+#[derive(Debug)]
+enum Reply {
+    Text(String),
+    Error(String),
+    Other,
+}
+
+impl Reply {
+    fn parse(frame: &[u8]) -> Self {
+        let line_end = frame
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap_or(frame.len());
+        let line = String::from_utf8_lossy(&frame[1.min(frame.len())..line_end]).into_owned();
+        match frame.first() {
+            Some(b'+') => Self::Text(line),
+            Some(b'-') => Self::Error(line),
+            Some(b'$' | b'=') => {
+                let body = frame.get(line_end + 2..frame.len().saturating_sub(2));
+                Self::Text(String::from_utf8_lossy(body.unwrap_or_default()).into_owned())
+            }
+            _ => Self::Other,
+        }
+    }
+}
+
+fn text(reply: Reply) -> Result<String, UpstreamError> {
+    match reply {
+        Reply::Text(text) => Ok(text),
+        Reply::Error(error) => Err(UpstreamError(format!("the server refused: {error}"))),
+        Reply::Other => Err(UpstreamError("unexpected reply".to_owned())),
+    }
+}
+
+fn ok(reply: Reply) -> Result<(), UpstreamError> {
+    match text(reply)? {
+        text if text == "OK" => Ok(()),
+        other => Err(UpstreamError(format!("expected OK, got {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_shared_evenly_and_all_covered() {
+        for shards in [1, 2, 3, 5, 16] {
+            let ranges: Vec<_> = (0..shards).map(|s| slot_range(s, shards)).collect();
+            assert_eq!(ranges[0].0, 0);
+            assert_eq!(ranges[shards - 1].1, SLOTS - 1);
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].1 + 1, pair[1].0, "{ranges:?}");
+            }
+            let sizes: Vec<u16> = ranges.iter().map(|(a, b)| b - a + 1).collect();
+            let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(max - min <= 1, "{sizes:?}");
+        }
+    }
+
+    #[test]
+    fn replica_lines() {
+        let line = "07c3 127.0.0.1:30004@31004 myself,slave e7d1 0 0 4 connected";
+        assert!(is_replica(line));
+        let line = "e7d1 127.0.0.1:30001@31001 master - 0 1426238316232 1 connected 0-5460";
+        assert!(!is_replica(line));
+    }
+
+    #[test]
+    fn replies_set_up_reads() {
+        assert!(matches!(Reply::parse(b"+OK\r\n"), Reply::Text(t) if t == "OK"));
+        assert!(matches!(Reply::parse(b"-ERR no\r\n"), Reply::Error(e) if e == "ERR no"));
+        assert!(matches!(Reply::parse(b"$5\r\nab\r\nc\r\n"), Reply::Text(t) if t == "ab\r\nc"));
+        assert!(matches!(Reply::parse(b":1\r\n"), Reply::Other));
+    }
+}
