@@ -10,6 +10,7 @@
 //! When ready it writes the env file (sourceable `KEY=VALUE` lines) and serves
 //! until SIGINT / SIGTERM, then stops the upstream and removes its files.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -94,6 +95,8 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "elasticache_localstack=info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a terminal: a log file or CI output stays plain.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
     let config = match (&args.serverless_cache, &args.replication_group) {

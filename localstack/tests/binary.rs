@@ -32,6 +32,7 @@ const KEYS: &[&str] = &[
 async fn env_file_then_serve_then_clean_exit() {
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join("stack.env");
+    let log = dir.path().join("stack.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_elasticache-localstack"))
         .args([
             "--serverless-cache",
@@ -50,7 +51,7 @@ async fn env_file_then_serve_then_clean_exit() {
         ])
         .arg(&env_file)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let mut text = String::new();
@@ -123,4 +124,8 @@ async fn env_file_then_serve_then_clean_exit() {
         panic!("the stack did not exit on SIGTERM")
     });
     assert!(status.success(), "{status}");
+    // Its log, written to a file, is plain text: no colour codes.
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(!log.contains('\x1b'), "{log:?}");
 }
