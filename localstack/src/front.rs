@@ -5,8 +5,10 @@
 //! front owns (`AUTH`, `HELLO ... AUTH`, `CLUSTER SLOTS|SHARDS|NODES`,
 //! `READONLY`, `READWRITE`, `QUIT`, and everything before authentication) and
 //! forwards the rest. A writer task sends replies back in command order: each
-//! command leaves a slot, either the front's own reply or "the next reply from
-//! upstream".
+//! command leaves a slot, either the front's own reply, "the next reply from
+//! upstream", or (a RESP3 subscription, which has no reply of its own) "its
+//! first confirming push, or an error". RESP3 pushes are passed on as they
+//! arrive, also while no command waits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +36,9 @@ enum Slot {
     Local(Vec<u8>),
     /// The next reply from upstream.
     Upstream,
+    /// A RESP3 (un)subscribe command, which has no reply of its own: done at
+    /// its first confirmation (a push of this kind) or at an error reply.
+    Confirmation(&'static [u8]),
     /// From now on upstream replies come from here.
     UpstreamConnected(tokio::net::tcp::OwnedReadHalf),
     /// Write what is pending, then close.
@@ -48,6 +53,9 @@ enum Action {
     ReplyAndClose(Vec<u8>),
     /// Send these bytes upstream instead of the command (a rewritten `HELLO`).
     Forward(Vec<u8>),
+    /// Forward the command as is; its answer is confirmed by a push of this
+    /// kind (RESP3 subscriptions).
+    ForwardConfirmed(&'static [u8]),
 }
 
 pub(crate) async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
@@ -174,11 +182,19 @@ impl Connection {
             } else {
                 self.own_reply(&buf[at..consumed], &cmd).await
             };
-            let Some(action) = action else {
+            let slot = match action {
+                None => Some(Slot::Upstream),
+                Some(Action::ForwardConfirmed(kind)) => Some(Slot::Confirmation(kind)),
+                Some(_) => None,
+            };
+            if let Some(slot) = slot {
                 // Forwarded as is, in one write with its neighbours.
                 batch_from.get_or_insert(at);
                 forwarded += 1;
-                let _ = self.slots.send(Slot::Upstream);
+                let _ = self.slots.send(slot);
+                continue;
+            }
+            let Some(action) = action else {
                 continue;
             };
             if let Some(from) = batch_from.take() {
@@ -199,6 +215,7 @@ impl Connection {
                     self.send_upstream(&bytes).await?;
                     forwarded += 1;
                 }
+                Action::ForwardConfirmed(_) => {}
             }
         }
         if let Some(from) = batch_from {
@@ -220,16 +237,34 @@ impl Connection {
     async fn own_reply(&mut self, buf: &[u8], cmd: &Command) -> Option<Action> {
         let name = cmd.arg(buf, 0).unwrap_or_default().to_ascii_uppercase();
         match name.as_slice() {
-            b"AUTH" => Some(self.auth(buf, cmd).await),
-            b"HELLO" => Some(self.hello(buf, cmd).await),
-            b"QUIT" => Some(Action::ReplyAndClose(resp::simple("OK"))),
-            _ if !self.authenticated => {
-                self.unauthenticated += 1;
-                Some(if self.unauthenticated >= MAX_UNAUTHENTICATED {
-                    Action::ReplyAndClose(resp::error(NOAUTH))
+            b"AUTH" | b"HELLO" => {
+                let action = if name == b"AUTH" {
+                    self.auth(buf, cmd).await
                 } else {
-                    Action::Reply(resp::error(NOAUTH))
+                    self.hello(buf, cmd).await
+                };
+                // A failed AUTH or HELLO counts as an unauthenticated command.
+                Some(if self.authenticated {
+                    action
+                } else {
+                    self.unauthenticated(action)
                 })
+            }
+            b"QUIT" => Some(Action::ReplyAndClose(resp::simple("OK"))),
+            // Allowed before authentication, as in Valkey.
+            b"RESET" if !self.authenticated => Some(Action::Reply(resp::simple("RESET"))),
+            b"RESET" => {
+                // The server resets its side (MULTI, WATCH, database,
+                // subscriptions, protocol); the connection is no longer
+                // authenticated, and no 12-hour clock runs.
+                self.authenticated = false;
+                self.deadline = None;
+                self.in_multi = false;
+                self.resp3 = false;
+                None
+            }
+            _ if !self.authenticated => {
+                Some(self.unauthenticated(Action::Reply(resp::error(NOAUTH))))
             }
             b"MULTI" => {
                 self.in_multi = true;
@@ -243,7 +278,20 @@ impl Connection {
                 Some(Action::Reply(resp::simple("OK")))
             }
             b"CLUSTER" if self.shared.config.mode == Mode::Serverless => self.cluster(buf, cmd),
+            _ if self.resp3 => confirmation(&name).map(Action::ForwardConfirmed),
             _ => None,
+        }
+    }
+
+    /// `action` for one more unauthenticated command: the connection closes
+    /// (after the reply) once there were too many.
+    fn unauthenticated(&mut self, action: Action) -> Action {
+        self.unauthenticated += 1;
+        match action {
+            Action::Reply(reply) if self.unauthenticated >= MAX_UNAUTHENTICATED => {
+                Action::ReplyAndClose(reply)
+            }
+            action => action,
         }
     }
 
@@ -339,6 +387,23 @@ impl Connection {
     /// `HELLO [protover [AUTH user pass] [SETNAME name]]`: authenticate here,
     /// forward the rest (protocol switch, SETNAME) so the reply is the server's.
     async fn hello(&mut self, buf: &[u8], cmd: &Command) -> Action {
+        // The protocol version is checked first, before any authentication.
+        if let Some(proto) = cmd.arg(buf, 1) {
+            match std::str::from_utf8(proto)
+                .ok()
+                .and_then(|p| p.parse::<i64>().ok())
+            {
+                Some(2 | 3) => {}
+                Some(_) => {
+                    return Action::Reply(resp::error("NOPROTO unsupported protocol version"));
+                }
+                None => {
+                    return Action::Reply(resp::error(
+                        "ERR Protocol version is not an integer or out of range",
+                    ));
+                }
+            }
+        }
         let mut forward: Vec<&[u8]> = vec![b"HELLO"];
         let mut credentials: Option<(&[u8], &[u8])> = None;
         let mut i = 1;
@@ -430,6 +495,19 @@ impl Connection {
     }
 }
 
+/// The push that confirms a RESP3 (un)subscribe command.
+fn confirmation(name: &[u8]) -> Option<&'static [u8]> {
+    Some(match name {
+        b"SUBSCRIBE" => b"subscribe",
+        b"PSUBSCRIBE" => b"psubscribe",
+        b"SSUBSCRIBE" => b"ssubscribe",
+        b"UNSUBSCRIBE" => b"unsubscribe",
+        b"PUNSUBSCRIBE" => b"punsubscribe",
+        b"SUNSUBSCRIBE" => b"sunsubscribe",
+        _ => return None,
+    })
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -437,64 +515,137 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-/// Send replies to the client in command order.
+/// Send replies to the client in command order; RESP3 pushes as they come,
+/// whether or not a command is waiting for its reply.
 async fn write_replies<W: AsyncWrite + Unpin>(client: W, mut slots: mpsc::UnboundedReceiver<Slot>) {
-    let mut out = BufWriter::with_capacity(32 * 1024, client);
-    let mut upstream: Option<tokio::net::tcp::OwnedReadHalf> = None;
-    let mut pending = Vec::with_capacity(32 * 1024);
-    let mut start = 0;
-    let mut chunk = vec![0u8; 32 * 1024];
-    while let Some(slot) = slots.recv().await {
-        let written = match slot {
-            Slot::Local(bytes) => out.write_all(&bytes).await.is_ok(),
-            Slot::UpstreamConnected(reader) => {
-                upstream = Some(reader);
-                true
-            }
-            Slot::Upstream => {
-                let Some(reader) = upstream.as_mut() else {
+    let mut replies = Replies {
+        out: BufWriter::with_capacity(32 * 1024, client),
+        upstream: None,
+        pending: Vec::with_capacity(32 * 1024),
+        start: 0,
+        chunk: vec![0u8; 32 * 1024],
+    };
+    loop {
+        // Nothing waits for a reply: pass pushes on as they arrive.
+        if replies.pass_pushes().await.is_err() {
+            return;
+        }
+        let slot = tokio::select! {
+            biased;
+            slot = slots.recv() => match slot {
+                Some(slot) => slot,
+                None => return,
+            },
+            // (Only reading here, which is cancel-safe: a slot may win. Not
+            // past a reply that waits for its slot: upstream waits too.)
+            read = replies.read(), if replies.upstream.is_some() && !replies.reply_waits() => {
+                if read.is_err() {
                     return;
-                };
-                // One reply; RESP3 push frames before it go through as they come.
-                loop {
-                    match resp::reply_len(&pending[start..]) {
-                        Ok(Some(n)) => {
-                            let push = pending[start] == b'>';
-                            if out.write_all(&pending[start..start + n]).await.is_err() {
-                                return;
-                            }
-                            start += n;
-                            if !push {
-                                break;
-                            }
-                        }
-                        Ok(None) => {
-                            if out.flush().await.is_err() {
-                                return;
-                            }
-                            pending.drain(..start);
-                            start = 0;
-                            match reader.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return, // upstream closed: close the client
-                                Ok(n) => pending.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        Err(_) => return,
-                    }
                 }
+                continue;
+            }
+        };
+        let written = match slot {
+            Slot::Local(bytes) => replies.out.write_all(&bytes).await.is_ok(),
+            Slot::UpstreamConnected(reader) => {
+                replies.upstream = Some(reader);
                 true
             }
+            Slot::Upstream => replies.reply(None).await.is_ok(),
+            Slot::Confirmation(kind) => replies.reply(Some(kind)).await.is_ok(),
             Slot::Close => {
-                let _ = out.flush().await;
-                let _ = out.shutdown().await;
+                let _ = replies.out.flush().await;
+                let _ = replies.out.shutdown().await;
                 return;
             }
         };
         if !written {
             return;
         }
-        if slots.is_empty() && out.flush().await.is_err() {
+        if slots.is_empty() && replies.out.flush().await.is_err() {
             return;
+        }
+    }
+}
+
+/// The client's side of the writer and what upstream sent that is not
+/// written yet (`pending[start..]`).
+struct Replies<W> {
+    out: BufWriter<W>,
+    upstream: Option<tokio::net::tcp::OwnedReadHalf>,
+    pending: Vec<u8>,
+    start: usize,
+    chunk: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Unpin> Replies<W> {
+    /// One reply from upstream, with the pushes before it: the next frame
+    /// that is not a push, or (`confirmed_by`) a push of that kind.
+    /// `Err`: upstream or client gone.
+    async fn reply(&mut self, confirmed_by: Option<&[u8]>) -> Result<(), ()> {
+        loop {
+            match resp::reply_len(&self.pending[self.start..]) {
+                Ok(Some(n)) => {
+                    let frame = &self.pending[self.start..self.start + n];
+                    let kind = resp::push_kind(frame);
+                    let done = match kind {
+                        None => frame.first() != Some(&b'>'),
+                        Some(kind) => Some(kind) == confirmed_by,
+                    };
+                    self.out.write_all(frame).await.map_err(|_| ())?;
+                    self.start += n;
+                    if done {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => {
+                    self.out.flush().await.map_err(|_| ())?;
+                    self.read().await?;
+                }
+                Err(_) => return Err(()),
+            }
+        }
+    }
+
+    /// Passes on the complete pushes at the head of what upstream sent (a
+    /// reply there stays for its command's slot, and the pushes after it
+    /// with it).
+    async fn pass_pushes(&mut self) -> Result<(), ()> {
+        let mut passed = false;
+        while let Ok(Some(n)) = resp::reply_len(&self.pending[self.start..]) {
+            let frame = &self.pending[self.start..self.start + n];
+            if frame.first() != Some(&b'>') {
+                break;
+            }
+            self.out.write_all(frame).await.map_err(|_| ())?;
+            self.start += n;
+            passed = true;
+        }
+        if passed {
+            self.out.flush().await.map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
+    /// Whether a complete reply (not a push) is at the head, waiting for its
+    /// command's slot.
+    fn reply_waits(&self) -> bool {
+        let head = &self.pending[self.start..];
+        matches!(resp::reply_len(head), Ok(Some(_))) && head.first() != Some(&b'>')
+    }
+
+    /// More bytes from upstream (after compacting what was written).
+    /// Cancel-safe: nothing is lost if dropped while reading.
+    async fn read(&mut self) -> Result<(), ()> {
+        self.pending.drain(..self.start);
+        self.start = 0;
+        let reader = self.upstream.as_mut().ok_or(())?;
+        match reader.read(&mut self.chunk).await {
+            Ok(0) | Err(_) => Err(()), // upstream closed: close the client
+            Ok(n) => {
+                self.pending.extend_from_slice(&self.chunk[..n]);
+                Ok(())
+            }
         }
     }
 }

@@ -205,6 +205,25 @@ fn frame_end(buf: &[u8], pos: usize, depth: usize) -> Result<Option<usize>, Prot
     }
 }
 
+/// The kind of a RESP3 push frame (its first element: `message`,
+/// `subscribe`, `invalidate`, ...), or `None` for any other frame. `frame` is
+/// one complete frame.
+pub fn push_kind(frame: &[u8]) -> Option<&[u8]> {
+    if frame.first() != Some(&b'>') {
+        return None;
+    }
+    let first = line_end(frame, 1).ok()?? + 2;
+    let kind_line = line_end(frame, first + 1).ok()??;
+    match frame.get(first)? {
+        b'+' => frame.get(first + 1..kind_line),
+        b'$' => {
+            let len = usize::try_from(parse_int(&frame[first + 1..kind_line]).ok()?).ok()?;
+            frame.get(kind_line + 2..kind_line + 2 + len)
+        }
+        _ => None,
+    }
+}
+
 /// `+OK`-style simple string.
 pub fn simple(s: &str) -> Vec<u8> {
     format!("+{s}\r\n").into_bytes()
@@ -254,6 +273,22 @@ pub fn map(pairs: &[(Vec<u8>, Vec<u8>)], resp3: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_kinds() {
+        let message = b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n";
+        assert_eq!(push_kind(message), Some(&b"message"[..]));
+        assert_eq!(
+            push_kind(b">3\r\n+subscribe\r\n$1\r\na\r\n:1\r\n"),
+            Some(&b"subscribe"[..])
+        );
+        assert_eq!(
+            push_kind(b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nb\r\n"),
+            None
+        );
+        assert_eq!(push_kind(b">1\r\n:1\r\n"), None);
+        assert_eq!(push_kind(b">1\r\n$9\r\nsub"), None);
+    }
 
     #[test]
     fn multibulk_commands_split_and_wait_for_more() {

@@ -279,18 +279,87 @@ async fn unauthenticated_commands_get_noauth_then_the_connection_closes() {
             .await
             .starts_with("-NOAUTH")
     );
+    // HELLO without AUTH counts too.
     assert!(
         c.cmd(&["HELLO", "3"])
             .await
             .starts_with("-NOAUTH HELLO must be called")
     );
-    for _ in 0..8 {
+    for _ in 0..7 {
         assert!(c.cmd(&["GET", "k"]).await.starts_with("-NOAUTH"));
     }
     assert!(
         c.closed_within(Duration::from_secs(2)).await,
         "closed after repeated unauthenticated commands"
     );
+}
+
+#[tokio::test]
+async fn failed_authentication_counts_toward_the_unauthenticated_limit() {
+    let stack = start(StackConfig::serverless(CACHE)).await;
+    let mut c = RawClient::connect(&stack).await;
+    for _ in 0..9 {
+        assert_eq!(
+            c.cmd(&["AUTH", "iam-user-01", "not-a-token"]).await,
+            WRONGPASS
+        );
+    }
+    assert!(
+        !c.closed_within(Duration::from_millis(100)).await,
+        "open after 9"
+    );
+    assert_eq!(
+        c.cmd(&["AUTH", "iam-user-01", "not-a-token"]).await,
+        WRONGPASS
+    );
+    assert!(
+        c.closed_within(Duration::from_secs(2)).await,
+        "closed after the 10th unauthenticated command"
+    );
+}
+
+#[tokio::test]
+async fn an_unsupported_hello_version_is_refused_before_authentication() {
+    let stack = start(StackConfig::serverless(CACHE)).await;
+    let mut c = RawClient::connect(&stack).await;
+    let token = serverless_token(CACHE);
+    assert_eq!(
+        c.cmd(&["HELLO", "4", "AUTH", "iam-user-01", &token]).await,
+        "-NOPROTO unsupported protocol version\r\n"
+    );
+    assert_eq!(
+        c.cmd(&["HELLO", "three", "AUTH", "iam-user-01", &token])
+            .await,
+        "-ERR Protocol version is not an integer or out of range\r\n"
+    );
+    // The token was never looked at.
+    assert_eq!(stack.stats().auth_ok + stack.stats().failed_total(), 0);
+    assert!(c.cmd(&["GET", "k"]).await.starts_with("-NOAUTH"));
+    // The same token with a supported version.
+    let hello = c.cmd(&["HELLO", "3", "AUTH", "iam-user-01", &token]).await;
+    assert!(hello.starts_with('%'), "{hello}");
+    assert_eq!(stack.stats().auth_ok, 1);
+}
+
+#[tokio::test]
+async fn reset_returns_the_connection_to_unauthenticated() {
+    let stack =
+        start(StackConfig::serverless(CACHE).max_auth_age(Duration::from_millis(1200))).await;
+    let mut c = RawClient::connect(&stack).await;
+    // Allowed before authentication.
+    assert_eq!(c.cmd(&["RESET"]).await, "+RESET\r\n");
+    assert_eq!(c.auth(CACHE).await, "+OK\r\n");
+    assert_eq!(c.cmd(&["SET", "reset-k", "v"]).await, "+OK\r\n");
+    assert_eq!(c.cmd(&["MULTI"]).await, "+OK\r\n");
+    assert_eq!(c.cmd(&["RESET"]).await, "+RESET\r\n");
+    assert!(c.cmd(&["GET", "reset-k"]).await.starts_with("-NOAUTH"));
+    // No 12-hour clock runs for an unauthenticated connection.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(c.cmd(&["PING"]).await.starts_with("-NOAUTH"));
+    // Authenticated again: the transaction is gone, the data is there.
+    assert_eq!(c.auth(CACHE).await, "+OK\r\n");
+    assert_eq!(c.cmd(&["GET", "reset-k"]).await, "$1\r\nv\r\n");
+    assert_eq!(stack.stats().forced_disconnects, 0);
 }
 
 #[tokio::test]
