@@ -9,7 +9,7 @@
 //!
 //! The nodes listen on loopback ports of their own, with their cluster bus on
 //! another free port (the default, port + 10,000, may not exist). Failover
-//! settings are short, as a stand-in wants: a node is failed after 1 s without
+//! settings are short, as a stand-in wants: a node is failed after 2 s without
 //! an answer, and a replica may always take over.
 
 use std::net::SocketAddr;
@@ -30,6 +30,9 @@ pub const SLOTS: u16 = 16_384;
 
 /// How long a cluster may take to form.
 const FORM_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long one set-up command may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often a forming cluster is looked at.
 const POLL: Duration = Duration::from_millis(20);
@@ -274,7 +277,7 @@ fn cluster_options(port: u16, bus_port: u16) -> Vec<String> {
         ("--cluster-enabled", "yes".to_owned()),
         ("--cluster-port", bus_port.to_string()),
         ("--cluster-config-file", format!("nodes-{port}.conf")),
-        ("--cluster-node-timeout", "1000".to_owned()),
+        ("--cluster-node-timeout", "2000".to_owned()),
         ("--cluster-replica-validity-factor", "0".to_owned()),
         ("--repl-diskless-sync-delay", "0".to_owned()),
     ]
@@ -283,8 +286,19 @@ fn cluster_options(port: u16, bus_port: u16) -> Vec<String> {
     .collect()
 }
 
-/// One command on a new connection, and its reply.
+/// One command on a new connection, and its reply, within [`CALL_TIMEOUT`].
 async fn call(addr: SocketAddr, args: &[&str]) -> Result<Reply, UpstreamError> {
+    tokio::time::timeout(CALL_TIMEOUT, call_once(addr, args))
+        .await
+        .map_err(|_| {
+            UpstreamError(format!(
+                "{addr}: no reply to {} within {CALL_TIMEOUT:?}",
+                args[0]
+            ))
+        })?
+}
+
+async fn call_once(addr: SocketAddr, args: &[&str]) -> Result<Reply, UpstreamError> {
     let failed = |e: std::io::Error| UpstreamError(format!("{addr}: {} failed: {e}", args[0]));
     let mut stream = TcpStream::connect(addr).await.map_err(failed)?;
     let items: Vec<Vec<u8>> = args.iter().map(|a| resp::bulk(a.as_bytes())).collect();

@@ -4,17 +4,14 @@
 //! Per connection, the reader task parses client commands, answers the ones the
 //! front owns (`AUTH`, `HELLO ... AUTH`, `CLUSTER SLOTS|SHARDS|NODES`,
 //! `READONLY`, `READWRITE`, `QUIT`, and everything before authentication) and
-//! forwards the rest. A writer task sends replies back in command order: each
-//! command leaves a slot, either the front's own reply, "the next reply from
-//! upstream", or (a RESP3 subscription, which has no reply of its own) "its
-//! first confirming push, or an error". RESP3 pushes are passed on as they
-//! arrive, also while no command waits.
+//! forwards the rest. A writer task (`writer`) sends replies back in command
+//! order, RESP3 pushes as they arrive.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -25,25 +22,12 @@ use crate::config::Mode;
 use crate::resp::{self, Command};
 use crate::shared::Shared;
 use crate::verify::{Refusal, verify};
+use crate::writer::{Confirmation, Slot, write_replies};
 
 /// Unauthenticated commands tolerated before the connection is closed.
 const MAX_UNAUTHENTICATED: u32 = 10;
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 const NOAUTH: &str = "NOAUTH Authentication required.";
-
-enum Slot {
-    /// The front's own reply.
-    Local(Vec<u8>),
-    /// The next reply from upstream.
-    Upstream,
-    /// A RESP3 (un)subscribe command, which has no reply of its own: done at
-    /// its first confirmation (a push of this kind) or at an error reply.
-    Confirmation(&'static [u8]),
-    /// From now on upstream replies come from here.
-    UpstreamConnected(tokio::net::tcp::OwnedReadHalf),
-    /// Write what is pending, then close.
-    Close,
-}
 
 /// What the front does with one command.
 enum Action {
@@ -53,9 +37,8 @@ enum Action {
     ReplyAndClose(Vec<u8>),
     /// Send these bytes upstream instead of the command (a rewritten `HELLO`).
     Forward(Vec<u8>),
-    /// Forward the command as is; its answer is confirmed by a push of this
-    /// kind (RESP3 subscriptions).
-    ForwardConfirmed(&'static [u8]),
+    /// Forward the command as is; pushes confirm it (RESP3 subscriptions).
+    ForwardConfirmed(Confirmation),
 }
 
 pub(crate) async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
@@ -278,7 +261,9 @@ impl Connection {
                 Some(Action::Reply(resp::simple("OK")))
             }
             b"CLUSTER" if self.shared.config.mode == Mode::Serverless => self.cluster(buf, cmd),
-            _ if self.resp3 => confirmation(&name).map(Action::ForwardConfirmed),
+            _ if self.resp3 => {
+                Confirmation::of(&name, cmd.args.len() - 1).map(Action::ForwardConfirmed)
+            }
             _ => None,
         }
     }
@@ -389,10 +374,11 @@ impl Connection {
     async fn hello(&mut self, buf: &[u8], cmd: &Command) -> Action {
         // The protocol version is checked first, before any authentication.
         if let Some(proto) = cmd.arg(buf, 1) {
-            match std::str::from_utf8(proto)
+            // As Valkey's string2ll: no plus sign, no leading zeros.
+            let canonical = std::str::from_utf8(proto)
                 .ok()
-                .and_then(|p| p.parse::<i64>().ok())
-            {
+                .and_then(|p| p.parse::<i64>().ok().filter(|n| n.to_string() == p));
+            match canonical {
                 Some(2 | 3) => {}
                 Some(_) => {
                     return Action::Reply(resp::error("NOPROTO unsupported protocol version"));
@@ -495,157 +481,9 @@ impl Connection {
     }
 }
 
-/// The push that confirms a RESP3 (un)subscribe command.
-fn confirmation(name: &[u8]) -> Option<&'static [u8]> {
-    Some(match name {
-        b"SUBSCRIBE" => b"subscribe",
-        b"PSUBSCRIBE" => b"psubscribe",
-        b"SSUBSCRIBE" => b"ssubscribe",
-        b"UNSUBSCRIBE" => b"unsubscribe",
-        b"PUNSUBSCRIBE" => b"punsubscribe",
-        b"SUNSUBSCRIBE" => b"sunsubscribe",
-        _ => return None,
-    })
-}
-
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Send replies to the client in command order; RESP3 pushes as they come,
-/// whether or not a command is waiting for its reply.
-async fn write_replies<W: AsyncWrite + Unpin>(client: W, mut slots: mpsc::UnboundedReceiver<Slot>) {
-    let mut replies = Replies {
-        out: BufWriter::with_capacity(32 * 1024, client),
-        upstream: None,
-        pending: Vec::with_capacity(32 * 1024),
-        start: 0,
-        chunk: vec![0u8; 32 * 1024],
-    };
-    loop {
-        // Nothing waits for a reply: pass pushes on as they arrive.
-        if replies.pass_pushes().await.is_err() {
-            return;
-        }
-        let slot = tokio::select! {
-            biased;
-            slot = slots.recv() => match slot {
-                Some(slot) => slot,
-                None => return,
-            },
-            // (Only reading here, which is cancel-safe: a slot may win. Not
-            // past a reply that waits for its slot: upstream waits too.)
-            read = replies.read(), if replies.upstream.is_some() && !replies.reply_waits() => {
-                if read.is_err() {
-                    return;
-                }
-                continue;
-            }
-        };
-        let written = match slot {
-            Slot::Local(bytes) => replies.out.write_all(&bytes).await.is_ok(),
-            Slot::UpstreamConnected(reader) => {
-                replies.upstream = Some(reader);
-                true
-            }
-            Slot::Upstream => replies.reply(None).await.is_ok(),
-            Slot::Confirmation(kind) => replies.reply(Some(kind)).await.is_ok(),
-            Slot::Close => {
-                let _ = replies.out.flush().await;
-                let _ = replies.out.shutdown().await;
-                return;
-            }
-        };
-        if !written {
-            return;
-        }
-        if slots.is_empty() && replies.out.flush().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The client's side of the writer and what upstream sent that is not
-/// written yet (`pending[start..]`).
-struct Replies<W> {
-    out: BufWriter<W>,
-    upstream: Option<tokio::net::tcp::OwnedReadHalf>,
-    pending: Vec<u8>,
-    start: usize,
-    chunk: Vec<u8>,
-}
-
-impl<W: AsyncWrite + Unpin> Replies<W> {
-    /// One reply from upstream, with the pushes before it: the next frame
-    /// that is not a push, or (`confirmed_by`) a push of that kind.
-    /// `Err`: upstream or client gone.
-    async fn reply(&mut self, confirmed_by: Option<&[u8]>) -> Result<(), ()> {
-        loop {
-            match resp::reply_len(&self.pending[self.start..]) {
-                Ok(Some(n)) => {
-                    let frame = &self.pending[self.start..self.start + n];
-                    let kind = resp::push_kind(frame);
-                    let done = match kind {
-                        None => frame.first() != Some(&b'>'),
-                        Some(kind) => Some(kind) == confirmed_by,
-                    };
-                    self.out.write_all(frame).await.map_err(|_| ())?;
-                    self.start += n;
-                    if done {
-                        return Ok(());
-                    }
-                }
-                Ok(None) => {
-                    self.out.flush().await.map_err(|_| ())?;
-                    self.read().await?;
-                }
-                Err(_) => return Err(()),
-            }
-        }
-    }
-
-    /// Passes on the complete pushes at the head of what upstream sent (a
-    /// reply there stays for its command's slot, and the pushes after it
-    /// with it).
-    async fn pass_pushes(&mut self) -> Result<(), ()> {
-        let mut passed = false;
-        while let Ok(Some(n)) = resp::reply_len(&self.pending[self.start..]) {
-            let frame = &self.pending[self.start..self.start + n];
-            if frame.first() != Some(&b'>') {
-                break;
-            }
-            self.out.write_all(frame).await.map_err(|_| ())?;
-            self.start += n;
-            passed = true;
-        }
-        if passed {
-            self.out.flush().await.map_err(|_| ())?;
-        }
-        Ok(())
-    }
-
-    /// Whether a complete reply (not a push) is at the head, waiting for its
-    /// command's slot.
-    fn reply_waits(&self) -> bool {
-        let head = &self.pending[self.start..];
-        matches!(resp::reply_len(head), Ok(Some(_))) && head.first() != Some(&b'>')
-    }
-
-    /// More bytes from upstream (after compacting what was written).
-    /// Cancel-safe: nothing is lost if dropped while reading.
-    async fn read(&mut self) -> Result<(), ()> {
-        self.pending.drain(..self.start);
-        self.start = 0;
-        let reader = self.upstream.as_mut().ok_or(())?;
-        match reader.read(&mut self.chunk).await {
-            Ok(0) | Err(_) => Err(()), // upstream closed: close the client
-            Ok(n) => {
-                self.pending.extend_from_slice(&self.chunk[..n]);
-                Ok(())
-            }
-        }
     }
 }

@@ -28,6 +28,7 @@
 //! | `verify` | IAM token verification |
 //! | `registry` | known credentials and allowed principals |
 //! | `front` | the TLS RESP proxy: authentication, 12-hour rule, topology |
+//! | `writer` | the front's replies in command order, RESP3 pushes as they arrive |
 //! | `endpoints` | the mock AWS credential endpoints (ECS, EKS Pod Identity, STS) and the admin API (`/stats`, `/faults`) |
 //! | `stats`, `faults` | counters and injected faults |
 //! | `clock` | the wall clock, injectable |
@@ -48,6 +49,7 @@ mod stats;
 mod tls;
 mod upstream;
 pub mod verify;
+mod writer;
 
 pub use clock::{ManualClock, SystemClock, WallClock};
 pub use cluster::{Cluster, ClusterNode, SLOTS};

@@ -205,23 +205,47 @@ fn frame_end(buf: &[u8], pos: usize, depth: usize) -> Result<Option<usize>, Prot
     }
 }
 
-/// The kind of a RESP3 push frame (its first element: `message`,
-/// `subscribe`, `invalidate`, ...), or `None` for any other frame. `frame` is
-/// one complete frame.
-pub fn push_kind(frame: &[u8]) -> Option<&[u8]> {
+/// The items of a flat RESP3 push frame (bulk or simple strings, integers as
+/// their digits, nulls as `None`), or `None` for any other frame: the kind
+/// first (`message`, `subscribe`, ...), then its arguments. `frame` is one
+/// complete frame.
+pub fn push_items(frame: &[u8]) -> Option<Vec<Option<&[u8]>>> {
     if frame.first() != Some(&b'>') {
         return None;
     }
-    let first = line_end(frame, 1).ok()?? + 2;
-    let kind_line = line_end(frame, first + 1).ok()??;
-    match frame.get(first)? {
-        b'+' => frame.get(first + 1..kind_line),
-        b'$' => {
-            let len = usize::try_from(parse_int(&frame[first + 1..kind_line]).ok()?).ok()?;
-            frame.get(kind_line + 2..kind_line + 2 + len)
-        }
-        _ => None,
+    let header = line_end(frame, 1).ok()??;
+    let count = usize::try_from(parse_int(&frame[1..header]).ok()?).ok()?;
+    let mut at = header + 2;
+    let mut items = Vec::with_capacity(count.min(16));
+    for _ in 0..count {
+        let line = line_end(frame, at + 1).ok()??;
+        let item = match frame.get(at)? {
+            b'+' | b':' => {
+                let item = Some(&frame[at + 1..line]);
+                at = line + 2;
+                item
+            }
+            b'_' => {
+                at = line + 2;
+                None
+            }
+            b'$' => {
+                let len = usize::try_from(parse_int(&frame[at + 1..line]).ok()?).ok()?;
+                let item = frame.get(line + 2..line + 2 + len)?;
+                at = line + 4 + len;
+                Some(item)
+            }
+            _ => return None,
+        };
+        items.push(item);
     }
+    Some(items)
+}
+
+/// The kind of a RESP3 push frame (its first item), or `None` for any
+/// other frame.
+pub fn push_kind(frame: &[u8]) -> Option<&[u8]> {
+    push_items(frame)?.first().copied().flatten()
 }
 
 /// `+OK`-style simple string.
@@ -286,7 +310,11 @@ mod tests {
             push_kind(b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nb\r\n"),
             None
         );
-        assert_eq!(push_kind(b">1\r\n:1\r\n"), None);
+        assert_eq!(push_kind(b">1\r\n_\r\n"), None);
+        assert_eq!(
+            push_items(b">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n"),
+            Some(vec![Some(&b"unsubscribe"[..]), None, Some(&b"0"[..])])
+        );
         assert_eq!(push_kind(b">1\r\n$9\r\nsub"), None);
     }
 
