@@ -165,20 +165,22 @@ impl Connection {
             } else {
                 self.own_reply(&buf[at..consumed], &cmd).await
             };
-            let slot = match action {
-                None => Some(Slot::Upstream),
-                Some(Action::ForwardConfirmed(kind)) => Some(Slot::Confirmation(kind)),
-                Some(_) => None,
+            let action = match action {
+                None => Err(Slot::Upstream),
+                Some(Action::ForwardConfirmed(confirmation)) => {
+                    Err(Slot::Confirmation(confirmation))
+                }
+                Some(action) => Ok(action),
             };
-            if let Some(slot) = slot {
-                // Forwarded as is, in one write with its neighbours.
-                batch_from.get_or_insert(at);
-                forwarded += 1;
-                let _ = self.slots.send(slot);
-                continue;
-            }
-            let Some(action) = action else {
-                continue;
+            let action = match action {
+                Ok(action) => action,
+                Err(slot) => {
+                    // Forwarded as is, in one write with its neighbours.
+                    batch_from.get_or_insert(at);
+                    forwarded += 1;
+                    let _ = self.slots.send(slot);
+                    continue;
+                }
             };
             if let Some(from) = batch_from.take() {
                 self.send_upstream(&buf[from..at]).await?;
@@ -198,7 +200,7 @@ impl Connection {
                     self.send_upstream(&bytes).await?;
                     forwarded += 1;
                 }
-                Action::ForwardConfirmed(_) => {}
+                Action::ForwardConfirmed(_) => {} // (passed on above)
             }
         }
         if let Some(from) = batch_from {

@@ -25,15 +25,7 @@ async fn a_correct_token_is_accepted_by_auth_and_hello() {
     assert_eq!(c.cmd(&["GET", "k"]).await, "$1\r\nv\r\n");
 
     let mut c = RawClient::connect(&stack).await;
-    let hello = c
-        .cmd(&[
-            "HELLO",
-            "3",
-            "AUTH",
-            "iam-user-01",
-            &serverless_token(CACHE),
-        ])
-        .await;
+    let hello = c.hello3(CACHE).await;
     assert!(
         hello.starts_with('%') && hello.contains("proto") && hello.contains(":3\r\n"),
         "{hello}"

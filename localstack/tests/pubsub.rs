@@ -15,15 +15,7 @@ const CACHE: &str = "pubsub-cache";
 /// A client authenticated with `HELLO 3 AUTH`.
 async fn resp3(stack: &Stack) -> RawClient {
     let mut c = RawClient::connect(stack).await;
-    let hello = c
-        .cmd(&[
-            "HELLO",
-            "3",
-            "AUTH",
-            "iam-user-01",
-            &serverless_token(CACHE),
-        ])
-        .await;
+    let hello = c.hello3(CACHE).await;
     assert!(hello.starts_with('%'), "{hello}");
     c
 }

@@ -9,7 +9,7 @@ use elasticache_localstack::verify::{Expectations, verify};
 use elasticache_localstack::{Registry, StackConfig, resp};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use support::{RawClient, serverless_token, start};
+use support::{RawClient, start};
 
 fn expectations() -> Expectations {
     Expectations {
@@ -122,15 +122,7 @@ async fn redis_7_smoke_test() {
         start(StackConfig::serverless("my-cache").engine(elasticache_localstack::Engine::Redis))
             .await;
     let mut c = RawClient::connect(&stack).await;
-    let hello = c
-        .cmd(&[
-            "HELLO",
-            "3",
-            "AUTH",
-            "iam-user-01",
-            &serverless_token("my-cache"),
-        ])
-        .await;
+    let hello = c.hello3("my-cache").await;
     assert!(hello.contains("redis") && hello.contains("7.0"), "{hello}");
     assert_eq!(c.cmd(&["SET", "k", "v"]).await, "+OK\r\n");
     assert_eq!(c.cmd(&["GET", "k"]).await, "$1\r\nv\r\n");

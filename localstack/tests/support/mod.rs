@@ -133,6 +133,19 @@ impl RawClient {
             .await
     }
 
+    /// `HELLO 3 AUTH iam-user-01 <a fresh valid token for the serverless
+    /// cache>`; the reply.
+    pub async fn hello3(&mut self, cache: &str) -> String {
+        self.cmd(&[
+            "HELLO",
+            "3",
+            "AUTH",
+            "iam-user-01",
+            &serverless_token(cache),
+        ])
+        .await
+    }
+
     /// Send a command, return its raw reply.
     pub async fn cmd(&mut self, args: &[&str]) -> String {
         self.send(args).await;
