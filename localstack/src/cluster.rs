@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::clock::monotonic_now;
 use crate::resp;
+use crate::topology;
 use crate::upstream::{Engine, Upstream, UpstreamError, find_binary, free_ports};
 
 /// How many slots a cluster has.
@@ -33,6 +34,9 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long one set-up command may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Slots marked and moved together in a migration.
+const MIGRATION_BATCH: usize = 100;
 
 /// How often a forming cluster is looked at.
 const POLL: Duration = Duration::from_millis(20);
@@ -239,6 +243,194 @@ impl Cluster {
         }
     }
 
+    /// The server of node `index` (in [`nodes`](Self::nodes) order).
+    pub(crate) fn upstream_mut(&mut self, index: usize) -> Option<&mut Upstream> {
+        self.nodes.get_mut(index).map(|node| &mut node.upstream)
+    }
+
+    /// How many nodes the cluster has.
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// `CLUSTER NODES` as node `index` sees it now.
+    async fn view_of(&self, index: usize) -> Result<Vec<topology::Node>, UpstreamError> {
+        let text = call_text(self.nodes[index].upstream.addr(), &["CLUSTER", "NODES"]).await?;
+        Ok(topology::Node::parse_all(&text))
+    }
+
+    /// The node index of the server a view line names.
+    fn index_of(&self, node: &topology::Node) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == node.id)
+    }
+
+    /// The node now serving shard `shard` as its primary, as the shard's
+    /// running members see it.
+    async fn primary_of(&self, shard: usize) -> Result<usize, UpstreamError> {
+        for (index, node) in self.nodes.iter().enumerate() {
+            if node.shard != shard || !node.upstream.is_running() {
+                continue;
+            }
+            let Ok(view) = self.view_of(index).await else {
+                continue;
+            };
+            if let Some(primary) = view.iter().find(|n| {
+                n.is_primary()
+                    && self
+                        .index_of(n)
+                        .is_some_and(|i| self.nodes[i].shard == shard)
+            }) {
+                return self.index_of(primary).ok_or_else(|| {
+                    UpstreamError(format!("shard {shard}'s primary is no node of the stack"))
+                });
+            }
+        }
+        Err(UpstreamError(format!("shard {shard} has no primary now")))
+    }
+
+    /// Fails over shard `shard` as ElastiCache's test failover does: one of
+    /// its replicas takes over (`CLUSTER FAILOVER`, coordinated with the
+    /// primary, so nothing written is lost). Returns once the replica serves
+    /// the slots and the old primary follows it: (old primary, new primary)
+    /// node indexes.
+    pub(crate) async fn fail_over(&self, shard: usize) -> Result<(usize, usize), UpstreamError> {
+        if shard >= self.nodes.iter().filter(|n| n.primary).count() {
+            return Err(UpstreamError(format!("there is no shard {shard}")));
+        }
+        let old = self.primary_of(shard).await?;
+        let view = self.view_of(old).await?;
+        let old_id = &self.nodes[old].id;
+        let new = view
+            .iter()
+            .filter(|n| !n.failed() && n.master_id() == Some(old_id.as_str()))
+            .find_map(|n| self.index_of(n))
+            .ok_or_else(|| UpstreamError(format!("shard {shard} has no replica to take over")))?;
+        ok(call(self.nodes[new].upstream.addr(), &["CLUSTER", "FAILOVER"]).await?)?;
+        let deadline = monotonic_now() + FORM_TIMEOUT;
+        loop {
+            let new_view = self.view_of(new).await?;
+            let promoted = new_view
+                .iter()
+                .any(|n| n.id == self.nodes[new].id && n.is_primary());
+            let old_follows = self.view_of(old).await?.iter().any(|n| {
+                n.id == self.nodes[old].id && n.master_id() == Some(self.nodes[new].id.as_str())
+            });
+            if promoted && old_follows {
+                return Ok((old, new));
+            }
+            if monotonic_now() >= deadline {
+                return Err(UpstreamError(format!(
+                    "shard {shard}'s failover did not complete within {FORM_TIMEOUT:?}"
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Moves `count` slots (the last ones it owns) from shard `from` to shard
+    /// `to` while the cluster serves, as a resharding does: each slot is
+    /// marked importing and migrating, its keys are moved with `MIGRATE`
+    /// (clients asking for a key already moved get `-ASK`), then the slot is
+    /// given to the new owner (clients get `-MOVED`). Returns the slots
+    /// moved.
+    pub(crate) async fn migrate_slots(
+        &self,
+        from: usize,
+        to: usize,
+        count: usize,
+    ) -> Result<Vec<u16>, UpstreamError> {
+        if from == to {
+            return Err(UpstreamError(
+                "slots move between two different shards".to_owned(),
+            ));
+        }
+        let (src, dst) = (self.primary_of(from).await?, self.primary_of(to).await?);
+        let owned: Vec<u16> = self
+            .view_of(src)
+            .await?
+            .iter()
+            .find(|n| n.id == self.nodes[src].id)
+            .map(|n| n.slots.iter().flat_map(|&(a, b)| a..=b).collect())
+            .unwrap_or_default();
+        if owned.len() < count {
+            return Err(UpstreamError(format!(
+                "shard {from} owns {} slots, fewer than {count}",
+                owned.len()
+            )));
+        }
+        let slots = owned[owned.len() - count..].to_vec();
+        let (src_id, dst_id) = (&self.nodes[src].id, &self.nodes[dst].id);
+        let dst_addr = self.nodes[dst].upstream.addr();
+        let (host, port) = (dst_addr.ip().to_string(), dst_addr.port().to_string());
+        let mut source = Session::open(self.nodes[src].upstream.addr()).await?;
+        let mut target = Session::open(dst_addr).await?;
+        let mut others = Vec::new();
+        for (index, node) in self.nodes.iter().enumerate() {
+            if index != src && index != dst && node.upstream.is_running() {
+                others.push(Session::open(node.upstream.addr()).await?);
+            }
+        }
+        // A batch at a time: marked, emptied, given (each step pipelined).
+        for batch in slots.chunks(MIGRATION_BATCH) {
+            let each = |args: &dyn Fn(&str) -> Vec<String>| -> Vec<Vec<String>> {
+                batch.iter().map(|slot| args(&slot.to_string())).collect()
+            };
+            let setslot = |slot: &str, how: &str, id: &str| {
+                ["CLUSTER", "SETSLOT", slot, how, id]
+                    .map(str::to_owned)
+                    .to_vec()
+            };
+            all_ok(
+                target
+                    .pipeline(&each(&|s| setslot(s, "IMPORTING", src_id)))
+                    .await?,
+            )?;
+            all_ok(
+                source
+                    .pipeline(&each(&|s| setslot(s, "MIGRATING", dst_id)))
+                    .await?,
+            )?;
+            // Every key of the batch's slots, until they are empty.
+            let get_keys = each(&|s| {
+                ["CLUSTER", "GETKEYSINSLOT", s, "1000"]
+                    .map(str::to_owned)
+                    .to_vec()
+            });
+            loop {
+                // One MIGRATE per slot with keys left (MIGRATE takes one slot's keys).
+                let mut migrations = Vec::new();
+                for reply in source.pipeline(&get_keys).await? {
+                    match reply {
+                        Reply::List(keys) if keys.is_empty() => {}
+                        Reply::List(keys) => {
+                            let mut migrate: Vec<Vec<u8>> =
+                                [&b"MIGRATE"[..], host.as_bytes(), port.as_bytes(), b"", b"0"]
+                                    .into_iter()
+                                    .chain([&b"5000"[..], b"KEYS"])
+                                    .map(<[u8]>::to_vec)
+                                    .collect();
+                            migrate.extend(keys);
+                            migrations.push(migrate);
+                        }
+                        other => return Err(UpstreamError(format!("GETKEYSINSLOT: {other:?}"))),
+                    }
+                }
+                if migrations.is_empty() {
+                    break;
+                }
+                all_ok(source.pipeline(&migrations).await?)?;
+            }
+            let assign = each(&|s| setslot(s, "NODE", dst_id));
+            all_ok(target.pipeline(&assign).await?)?;
+            all_ok(source.pipeline(&assign).await?)?;
+            for other in &mut others {
+                // A replica refuses; gossip tells it.
+                other.pipeline(&assign).await?;
+            }
+        }
+        Ok(slots)
+    }
+
     /// Kills every server without waiting (for `Drop`).
     pub(crate) fn kill_now(&mut self) {
         for node in &mut self.nodes {
@@ -288,40 +480,118 @@ fn cluster_options(port: u16, bus_port: u16) -> Vec<String> {
 
 /// One command on a new connection, and its reply, within [`CALL_TIMEOUT`].
 async fn call(addr: SocketAddr, args: &[&str]) -> Result<Reply, UpstreamError> {
-    tokio::time::timeout(CALL_TIMEOUT, call_once(addr, args))
-        .await
-        .map_err(|_| {
-            UpstreamError(format!(
-                "{addr}: no reply to {} within {CALL_TIMEOUT:?}",
-                args[0]
-            ))
-        })?
+    Session::open(addr).await?.call(args).await
 }
 
-async fn call_once(addr: SocketAddr, args: &[&str]) -> Result<Reply, UpstreamError> {
-    let failed = |e: std::io::Error| UpstreamError(format!("{addr}: {} failed: {e}", args[0]));
-    let mut stream = TcpStream::connect(addr).await.map_err(failed)?;
-    let items: Vec<Vec<u8>> = args.iter().map(|a| resp::bulk(a.as_bytes())).collect();
-    stream
-        .write_all(&resp::array(&items))
-        .await
-        .map_err(failed)?;
-    let mut buf = Vec::new();
-    loop {
-        if let Some(len) = resp::reply_len(&buf)
-            .map_err(|e| UpstreamError(format!("{addr}: unreadable reply: {}", e.0)))?
-        {
-            return Ok(Reply::parse(&buf[..len]));
+/// The text reply to one command on a new connection (`CLUSTER NODES`).
+pub(crate) async fn call_text(addr: SocketAddr, args: &[&str]) -> Result<String, UpstreamError> {
+    text(call(addr, args).await?)
+}
+
+/// A connection to one server for a series of set-up commands.
+struct Session {
+    addr: SocketAddr,
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Session {
+    async fn open(addr: SocketAddr) -> Result<Self, UpstreamError> {
+        let connect = tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect(addr));
+        let stream = connect
+            .await
+            .map_err(|_| UpstreamError(format!("{addr}: no connection within {CALL_TIMEOUT:?}")))?
+            .map_err(|e| UpstreamError(format!("{addr}: cannot connect: {e}")))?;
+        Ok(Self {
+            addr,
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Several commands sent at once, and their replies, within
+    /// [`CALL_TIMEOUT`].
+    async fn pipeline<A: AsRef<[u8]>>(
+        &mut self,
+        commands: &[Vec<A>],
+    ) -> Result<Vec<Reply>, UpstreamError> {
+        let addr = self.addr;
+        let mut bytes = Vec::new();
+        for args in commands {
+            let items: Vec<Vec<u8>> = args.iter().map(|a| resp::bulk(a.as_ref())).collect();
+            bytes.extend(resp::array(&items));
         }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.map_err(failed)?;
-        if n == 0 {
-            return Err(UpstreamError(format!(
-                "{addr}: connection closed before the reply to {}",
-                args[0]
-            )));
+        let run = async {
+            self.stream
+                .write_all(&bytes)
+                .await
+                .map_err(|e| UpstreamError(format!("{addr}: pipeline failed: {e}")))?;
+            let mut replies = Vec::with_capacity(commands.len());
+            for _ in commands {
+                replies.push(self.read_reply("a pipeline").await?);
+            }
+            Ok(replies)
+        };
+        tokio::time::timeout(CALL_TIMEOUT, run).await.map_err(|_| {
+            UpstreamError(format!(
+                "{addr}: no reply to a pipeline within {CALL_TIMEOUT:?}"
+            ))
+        })?
+    }
+
+    /// One command and its reply, within [`CALL_TIMEOUT`].
+    async fn call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Reply, UpstreamError> {
+        let addr = self.addr;
+        let name =
+            String::from_utf8_lossy(args.first().map_or(&b""[..], AsRef::as_ref)).into_owned();
+        tokio::time::timeout(CALL_TIMEOUT, self.call_once(args, &name))
+            .await
+            .map_err(|_| {
+                UpstreamError(format!(
+                    "{addr}: no reply to {name} within {CALL_TIMEOUT:?}"
+                ))
+            })?
+    }
+
+    async fn call_once<A: AsRef<[u8]>>(
+        &mut self,
+        args: &[A],
+        name: &str,
+    ) -> Result<Reply, UpstreamError> {
+        let addr = self.addr;
+        let failed = |e: std::io::Error| UpstreamError(format!("{addr}: {name} failed: {e}"));
+        let items: Vec<Vec<u8>> = args.iter().map(|a| resp::bulk(a.as_ref())).collect();
+        self.stream
+            .write_all(&resp::array(&items))
+            .await
+            .map_err(failed)?;
+        self.read_reply(name).await
+    }
+
+    /// The next reply.
+    async fn read_reply(&mut self, name: &str) -> Result<Reply, UpstreamError> {
+        let addr = self.addr;
+        loop {
+            if let Some(len) = resp::reply_len(&self.buf)
+                .map_err(|e| UpstreamError(format!("{addr}: unreadable reply: {}", e.0)))?
+            {
+                let reply = Reply::parse(&self.buf[..len]);
+                self.buf.drain(..len);
+                return Ok(reply);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| UpstreamError(format!("{addr}: {name} failed: {e}")))?;
+            if n == 0 {
+                return Err(UpstreamError(format!(
+                    "{addr}: connection closed before the reply to {name}"
+                )));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -330,6 +600,8 @@ async fn call_once(addr: SocketAddr, args: &[&str]) -> Result<Reply, UpstreamErr
 enum Reply {
     Text(String),
     Error(String),
+    /// An array of strings (or integers).
+    List(Vec<Vec<u8>>),
     Other,
 }
 
@@ -347,6 +619,15 @@ impl Reply {
                 let body = frame.get(line_end + 2..frame.len().saturating_sub(2));
                 Self::Text(String::from_utf8_lossy(body.unwrap_or_default()).into_owned())
             }
+            Some(b'*') => match resp::array_items(frame) {
+                Some(items) => Self::List(
+                    items
+                        .into_iter()
+                        .map(|item| item.unwrap_or_default().to_vec())
+                        .collect(),
+                ),
+                None => Self::Other,
+            },
             _ => Self::Other,
         }
     }
@@ -356,8 +637,12 @@ fn text(reply: Reply) -> Result<String, UpstreamError> {
     match reply {
         Reply::Text(text) => Ok(text),
         Reply::Error(error) => Err(UpstreamError(format!("the server refused: {error}"))),
-        Reply::Other => Err(UpstreamError("unexpected reply".to_owned())),
+        Reply::List(_) | Reply::Other => Err(UpstreamError("unexpected reply".to_owned())),
     }
+}
+
+fn all_ok(replies: Vec<Reply>) -> Result<(), UpstreamError> {
+    replies.into_iter().try_for_each(ok)
 }
 
 fn ok(reply: Reply) -> Result<(), UpstreamError> {

@@ -15,8 +15,30 @@ pub enum Mode {
     /// An ElastiCache Serverless cache: cluster protocol, one shard at the front,
     /// tokens must carry `ResourceType=ServerlessCache`.
     Serverless,
-    /// A node-based replication group with cluster mode disabled.
+    /// A node-based replication group: one primary (cluster mode disabled),
+    /// or with [`StackConfig::cluster_mode`] a cluster of shards.
     ReplicationGroup,
+    /// A MemoryDB cluster: always the cluster protocol; tokens are for service
+    /// `memorydb`, host = the cluster name, `User` = the user name.
+    MemoryDb,
+}
+
+/// How many shards a cluster has, and replicas per shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterShape {
+    /// Shards (primaries), at least one.
+    pub shards: usize,
+    /// Replicas per shard.
+    pub replicas: usize,
+}
+
+impl ClusterShape {
+    /// The shape a cluster has unless told otherwise: 3 shards with a replica
+    /// each, enough to show redirects, resharding and failover.
+    pub const DEFAULT: Self = Self {
+        shards: 3,
+        replicas: 1,
+    };
 }
 
 /// How to run a [`Stack`](crate::Stack). Start from [`StackConfig::serverless`] or
@@ -26,6 +48,9 @@ pub enum Mode {
 pub struct StackConfig {
     /// The kind of cache.
     pub mode: Mode,
+    /// A real cluster upstream of this shape, one front per node; `None`: one
+    /// server (cluster mode disabled). Always set for MemoryDB.
+    pub cluster: Option<ClusterShape>,
     /// The cache name (serverless) or replication group id, which tokens sign.
     pub cache_name: String,
     /// The IAM-enabled user id (== user name).
@@ -60,6 +85,7 @@ impl StackConfig {
     fn new(mode: Mode, cache_name: &str) -> Self {
         Self {
             mode,
+            cluster: (mode == Mode::MemoryDb).then_some(ClusterShape::DEFAULT),
             cache_name: cache_name.to_owned(),
             user_id: "iam-user-01".to_owned(),
             region: "us-east-1".to_owned(),
@@ -84,6 +110,21 @@ impl StackConfig {
     /// A node-based replication group `id`, user `iam-user-01`, region `us-east-1`.
     pub fn replication_group(id: &str) -> Self {
         Self::new(Mode::ReplicationGroup, id)
+    }
+
+    /// A MemoryDB cluster `name` ([`ClusterShape::DEFAULT`] unless
+    /// [`cluster_mode`](Self::cluster_mode) says otherwise), user
+    /// `iam-user-01`, region `us-east-1`.
+    pub fn memorydb(name: &str) -> Self {
+        Self::new(Mode::MemoryDb, name)
+    }
+
+    /// A real cluster of `shards` × (1 + `replicas`) servers, one front per
+    /// node (a cluster-mode-enabled replication group, or MemoryDB's shape).
+    #[must_use]
+    pub fn cluster_mode(mut self, shards: usize, replicas: usize) -> Self {
+        self.cluster = Some(ClusterShape { shards, replicas });
+        self
     }
 
     /// The IAM user id. Defaults to `iam-user-01`.

@@ -47,13 +47,37 @@ pub struct FaultRequest {
     pub reject_auths: Option<u64>,
     /// Answer authentications with the throttling errors for this many milliseconds.
     pub throttle_auth_ms: Option<u64>,
-    /// `"stop"` or `"start"` the upstream server.
+    /// `"stop"` or `"start"` the upstream servers (every node of a cluster).
     pub upstream: Option<String>,
+    /// Close every client connection of this node's front (the index in
+    /// `LOCALSTACK_NODES`).
+    pub drop_node_connections: Option<usize>,
+    /// Kill this node's server (the index in `LOCALSTACK_NODES`).
+    pub kill_node: Option<usize>,
+    /// Start this node's server again, with its cluster state.
+    pub restart_node: Option<usize>,
+    /// Fail over this shard (from 0): a replica takes over; the old
+    /// primary's front closes its connections.
+    pub failover_shard: Option<usize>,
+    /// Move slots between shards while clients work.
+    pub migrate_slots: Option<SlotMigration>,
     /// Fail the next N credential endpoint requests (HTTP 500).
     pub fail_credential_requests: Option<u64>,
     /// Fail every credential endpoint request (HTTP 500) for this many
     /// milliseconds: an outage of the credential source.
     pub credential_outage_ms: Option<u64>,
+}
+
+/// `migrate_slots` in `POST /faults`: `count` slots from shard `from` to shard `to`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotMigration {
+    /// The shard giving the slots (its last ones).
+    pub from: usize,
+    /// The shard taking them.
+    pub to: usize,
+    /// How many slots.
+    pub count: usize,
 }
 
 pub(crate) struct EndpointsState {
@@ -250,11 +274,10 @@ async fn faults(
         }
     }
     if let Some(action) = &request.upstream {
-        let mut upstream = state.shared.upstream.lock().await;
         match action.as_str() {
-            "stop" => upstream.stop().await,
+            "stop" => state.shared.stop_upstream().await,
             "start" => {
-                if let Err(e) = upstream.restart().await {
+                if let Err(e) = state.shared.start_upstream().await {
                     return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
                 }
             }
@@ -267,6 +290,47 @@ async fn faults(
             }
         }
         applied.push(format!("upstream={action}"));
+    }
+    let shared = &state.shared;
+    if let Some(index) = request.drop_node_connections {
+        if index >= shared.fronts.len() {
+            let message = format!(
+                "there is no node {index}: the stack has {}",
+                shared.fronts.len()
+            );
+            return (StatusCode::BAD_REQUEST, message).into_response();
+        }
+        shared.drop_connections_of(index);
+        applied.push(format!("drop_node_connections={index}"));
+    }
+    let node_faults = [
+        ("kill_node", request.kill_node),
+        ("restart_node", request.restart_node),
+        ("failover_shard", request.failover_shard),
+    ];
+    for (name, value) in node_faults {
+        let Some(value) = value else { continue };
+        let outcome = match name {
+            "kill_node" => shared.kill_node(value).await.map(|()| String::new()),
+            "restart_node" => shared.restart_node(value).await.map(|()| String::new()),
+            _ => shared
+                .fail_over(value)
+                .await
+                .map(|(old, new)| format!(" (node {new} took over from node {old})")),
+        };
+        match outcome {
+            Ok(detail) => applied.push(format!("{name}={value}{detail}")),
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        }
+    }
+    if let Some(SlotMigration { from, to, count }) = request.migrate_slots {
+        match shared.migrate_slots(from, to, count).await {
+            Ok(slots) => applied.push(format!(
+                "migrate_slots: {} slots from shard {from} to shard {to}",
+                slots.len()
+            )),
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        }
     }
     Json(serde_json::json!({ "applied": applied })).into_response()
 }

@@ -18,9 +18,11 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::clock::monotonic_now;
+use crate::cluster;
 use crate::config::Mode;
 use crate::resp::{self, Command};
 use crate::shared::Shared;
+use crate::topology::Node;
 use crate::verify::{Refusal, verify};
 use crate::writer::{Confirmation, Slot, write_replies};
 
@@ -41,7 +43,16 @@ enum Action {
     ForwardConfirmed(Confirmation),
 }
 
-pub(crate) async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+/// Serves front number `front` of `shared.fronts` on `listener`.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    front: usize,
+) {
+    let redirects = shared
+        .clustered()
+        .then(|| Arc::new(shared.addresses.clone()));
     loop {
         let Ok((tcp, peer)) = listener.accept().await else {
             continue;
@@ -49,6 +60,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, sh
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let shared = shared.clone();
+        let redirects = redirects.clone();
         tokio::spawn(async move {
             let handshake =
                 tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
@@ -56,19 +68,21 @@ pub(crate) async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, sh
                 tracing::debug!(%peer, "TLS handshake failed");
                 return;
             };
-            shared.stats.connection_opened();
+            shared.stats.connection_opened(front);
             let (slots, slots_rx) = mpsc::unbounded_channel();
             let (client_r, client_w) = tokio::io::split(tls);
-            let writer = tokio::spawn(write_replies(client_w, slots_rx));
-            let connection = Connection::new(shared.clone(), peer, slots);
+            let writer = tokio::spawn(write_replies(client_w, slots_rx, redirects));
+            let connection = Connection::new(shared.clone(), front, peer, slots);
             connection.run(client_r, writer).await;
-            shared.stats.connection_closed();
+            shared.stats.connection_closed(front);
         });
     }
 }
 
 struct Connection {
     shared: Arc<Shared>,
+    /// Which of `shared.fronts` this connection came to.
+    front: usize,
     peer: SocketAddr,
     slots: mpsc::UnboundedSender<Slot>,
     authenticated: bool,
@@ -81,9 +95,15 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(shared: Arc<Shared>, peer: SocketAddr, slots: mpsc::UnboundedSender<Slot>) -> Self {
+    fn new(
+        shared: Arc<Shared>,
+        front: usize,
+        peer: SocketAddr,
+        slots: mpsc::UnboundedSender<Slot>,
+    ) -> Self {
         Self {
             shared,
+            front,
             peer,
             slots,
             authenticated: false,
@@ -101,6 +121,7 @@ impl Connection {
         writer: tokio::task::JoinHandle<()>,
     ) {
         let mut drop_all = self.shared.drop_generation.subscribe();
+        let mut drop_front = self.shared.fronts[self.front].drop_generation.subscribe();
         let mut buf = Vec::with_capacity(16 * 1024);
         let mut chunk = vec![0u8; 16 * 1024];
         // A handle on the reply channel just to notice when the writer ends.
@@ -120,12 +141,16 @@ impl Connection {
                     }
                 }
                 () = sleep_until_opt(deadline) => {
-                    self.shared.stats.forced_disconnect();
+                    self.shared.stats.forced_disconnect(self.front);
                     tracing::info!(peer = %self.peer, "closing connection: max auth age reached (the 12-hour rule)");
                     break true;
                 }
                 _ = drop_all.changed() => {
                     tracing::info!(peer = %self.peer, "closing connection: dropped by fault injection");
+                    break true;
+                }
+                _ = drop_front.changed() => {
+                    tracing::info!(peer = %self.peer, "closing connection: its node's connections dropped");
                     break true;
                 }
                 () = writer_alive.closed() => break false, // the writer ended: upstream or client gone
@@ -206,7 +231,7 @@ impl Connection {
         if let Some(from) = batch_from {
             self.send_upstream(&buf[from..consumed]).await?;
         }
-        self.shared.stats.commands(forwarded);
+        self.shared.stats.commands(self.front, forwarded);
         buf.drain(..consumed);
         Ok(keep_open)
     }
@@ -262,6 +287,7 @@ impl Connection {
             b"READONLY" | b"READWRITE" if self.shared.config.mode == Mode::Serverless => {
                 Some(Action::Reply(resp::simple("OK")))
             }
+            b"CLUSTER" if self.shared.clustered() => self.cluster_topology(buf, cmd).await,
             b"CLUSTER" if self.shared.config.mode == Mode::Serverless => self.cluster(buf, cmd),
             _ if self.resp3 => {
                 Confirmation::of(&name, cmd.args.len() - 1).map(Action::ForwardConfirmed)
@@ -307,13 +333,13 @@ impl Connection {
         let shared = self.shared.clone();
         let reauth = self.authenticated;
         if reauth && self.in_multi {
-            shared.stats.auth_failed("reauth_in_multi");
+            shared.stats.auth_failed(self.front, "reauth_in_multi");
             return Action::Reply(resp::error(
                 "ERR AUTH is not allowed inside MULTI (IAM re-authentication)",
             ));
         }
         if let Some(reply) = shared.faults.auth_throttled(reauth) {
-            shared.stats.auth_failed("throttled");
+            shared.stats.auth_failed(self.front, "throttled");
             return Action::Reply(resp::error(reply));
         }
         let outcome = if shared.faults.take_rejection() {
@@ -342,7 +368,7 @@ impl Connection {
         let signer = match outcome {
             Ok(signer) => signer,
             Err(refusal) => {
-                shared.stats.auth_failed(refusal.as_str());
+                shared.stats.auth_failed(self.front, refusal.as_str());
                 tracing::info!(peer = %self.peer, reason = refusal.as_str(), "authentication refused");
                 return Action::Reply(resp::error(WRONGPASS));
             }
@@ -350,7 +376,7 @@ impl Connection {
         if self.upstream.is_none() && self.connect_upstream().await.is_err() {
             return Action::ReplyAndClose(resp::error("ERR upstream server unavailable"));
         }
-        shared.stats.auth_ok(reauth, signer.as_deref());
+        shared.stats.auth_ok(self.front, reauth, signer.as_deref());
         self.authenticated = true;
         self.unauthenticated = 0;
         self.deadline = Some(monotonic_now() + shared.config.max_auth_age);
@@ -361,7 +387,7 @@ impl Connection {
     }
 
     async fn connect_upstream(&mut self) -> Result<(), ()> {
-        let stream = TcpStream::connect(self.shared.upstream_addr)
+        let stream = TcpStream::connect(self.shared.fronts[self.front].upstream)
             .await
             .map_err(|_| ())?;
         let _ = stream.set_nodelay(true);
@@ -432,11 +458,50 @@ impl Connection {
         action
     }
 
+    /// `CLUSTER SLOTS | SHARDS | NODES | REPLICAS | SLAVES` in cluster modes:
+    /// the server's view, with the fronts' addresses.
+    async fn cluster_topology(&self, buf: &[u8], cmd: &Command) -> Option<Action> {
+        let sub = cmd.arg(buf, 1).unwrap_or_default().to_ascii_uppercase();
+        if !matches!(
+            sub.as_slice(),
+            b"SLOTS" | b"SHARDS" | b"NODES" | b"REPLICAS" | b"SLAVES"
+        ) {
+            return None;
+        }
+        let upstream = self.shared.fronts[self.front].upstream;
+        let text = match cluster::call_text(upstream, &["CLUSTER", "NODES"]).await {
+            Ok(text) => text,
+            Err(e) => return Some(Action::Reply(resp::error(&format!("ERR {e}")))),
+        };
+        let fronts = &self.shared.addresses;
+        let nodes = Node::parse_all(&text);
+        let reply = match sub.as_slice() {
+            b"SLOTS" => fronts.slots(&nodes),
+            b"SHARDS" => fronts.shards(&nodes, self.resp3),
+            b"NODES" => resp::bulk(fronts.nodes_text(&text).as_bytes()),
+            _ => {
+                let id = String::from_utf8_lossy(cmd.arg(buf, 2).unwrap_or_default());
+                if !nodes.iter().any(|n| n.id == id) {
+                    resp::error(&format!("ERR Unknown node {id}"))
+                } else {
+                    let lines: Vec<Vec<u8>> = fronts
+                        .nodes_text(&text)
+                        .lines()
+                        .filter(|line| line.split(' ').nth(3) == Some(&*id))
+                        .map(|line| resp::bulk(line.as_bytes()))
+                        .collect();
+                    resp::array(&lines)
+                }
+            }
+        };
+        Some(Action::Reply(reply))
+    }
+
     /// `CLUSTER SLOTS | SHARDS | NODES | INFO | MYID` for the serverless topology:
     /// one shard, slots 0-16383, at the front's address.
     fn cluster(&self, buf: &[u8], cmd: &Command) -> Option<Action> {
         let host = self.shared.config.advertised_host.as_bytes();
-        let port = i64::from(self.shared.front_addr.port());
+        let port = i64::from(self.shared.fronts[self.front].addr.port());
         let id = b"0000000000000000000000000000000000000001";
         let reply = if cmd.arg_is(buf, 1, "SLOTS") {
             let node = resp::array(&[resp::bulk(host), resp::int(port), resp::bulk(id)]);

@@ -28,9 +28,11 @@
 //! | `verify` | IAM token verification |
 //! | `registry` | known credentials and allowed principals |
 //! | `front` | the TLS RESP proxy: authentication, 12-hour rule, topology |
+//! | `topology` | topology replies and redirects with the fronts' addresses |
 //! | `writer` | the front's replies in command order, RESP3 pushes as they arrive |
 //! | `endpoints` | the mock AWS credential endpoints (ECS, EKS Pod Identity, STS) and the admin API (`/stats`, `/faults`) |
 //! | `stats`, `faults` | counters and injected faults |
+//! | `node_faults` | faults of the servers: stop, kill, restart, failover, slot migration |
 //! | `clock` | the wall clock, injectable |
 
 #![forbid(unsafe_code)]
@@ -41,23 +43,25 @@ mod config;
 pub mod endpoints;
 mod faults;
 mod front;
+mod node_faults;
 pub mod registry;
 pub mod resp;
 mod shared;
 mod stack;
 mod stats;
 mod tls;
+mod topology;
 mod upstream;
 pub mod verify;
 mod writer;
 
 pub use clock::{ManualClock, SystemClock, WallClock};
 pub use cluster::{Cluster, ClusterNode, SLOTS};
-pub use config::{Mode, StackConfig};
+pub use config::{ClusterShape, Mode, StackConfig};
 pub use faults::Faults;
 pub use registry::{
     KnownCredentials, Registry, STATIC_ACCESS_KEY_ID, STATIC_PRINCIPAL, STATIC_SECRET_ACCESS_KEY,
 };
 pub use stack::{Stack, StartError};
-pub use stats::{Stats, StatsSnapshot};
+pub use stats::{NodeStats, Stats, StatsSnapshot};
 pub use upstream::{Engine, UpstreamError};

@@ -2,7 +2,9 @@
 //! line until terminated.
 //!
 //! ```text
-//! elasticache-localstack (--serverless-cache NAME | --replication-group ID)
+//! elasticache-localstack (--serverless-cache NAME
+//!                         | --replication-group ID [--cluster-mode [--shards N] [--replicas R]]
+//!                         | --memorydb-cluster NAME [--shards N] [--replicas R])
 //!     --user-id ID --region REGION [--engine valkey|redis] [--port P]
 //!     [--max-auth-age DUR] [--credential-lifetime DUR] [--env-file PATH] [--tls13-only]
 //! ```
@@ -16,21 +18,35 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgGroup, Parser, ValueEnum};
-use elasticache_localstack::{Engine, Stack, StackConfig};
+use elasticache_localstack::{ClusterShape, Engine, Stack, StackConfig};
 
 /// A local Amazon ElastiCache stand-in: TLS, IAM token verification and the
 /// 12-hour rule in front of a real valkey-server, with mock AWS credential
 /// endpoints and an admin endpoint.
 #[derive(Debug, Parser)]
 #[command(name = "elasticache-localstack", version)]
-#[command(group(ArgGroup::new("target").required(true).args(["serverless_cache", "replication_group"])))]
+#[command(group(ArgGroup::new("target").required(true).args(["serverless_cache", "replication_group", "memorydb_cluster"])))]
 struct Args {
     /// Act as an ElastiCache Serverless cache with this name.
     #[arg(long, value_name = "NAME")]
     serverless_cache: Option<String>,
-    /// Act as a node-based replication group (cluster mode disabled) with this id.
+    /// Act as a node-based replication group with this id: one primary
+    /// (cluster mode disabled) unless --cluster-mode.
     #[arg(long, value_name = "ID")]
     replication_group: Option<String>,
+    /// With --replication-group: cluster mode enabled, a real Valkey cluster
+    /// with one front per node.
+    #[arg(long, requires = "replication_group")]
+    cluster_mode: bool,
+    /// Act as a MemoryDB cluster with this name (always a cluster).
+    #[arg(long, value_name = "NAME")]
+    memorydb_cluster: Option<String>,
+    /// Shards of the cluster (--cluster-mode or --memorydb-cluster) [default: 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    shards: Option<u16>,
+    /// Replicas per shard (--cluster-mode or --memorydb-cluster) [default: 1]
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u16).range(0..=5))]
+    replicas: Option<u16>,
     /// The IAM-enabled user id (== user name) tokens must sign.
     #[arg(long, value_name = "ID")]
     user_id: String,
@@ -99,11 +115,32 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
-    let config = match (&args.serverless_cache, &args.replication_group) {
-        (Some(name), None) => StackConfig::serverless(name),
-        (None, Some(id)) => StackConfig::replication_group(id),
+    let shape = |config: StackConfig| {
+        let default = ClusterShape::DEFAULT;
+        config.cluster_mode(
+            args.shards.map_or(default.shards, usize::from),
+            args.replicas.map_or(default.replicas, usize::from),
+        )
+    };
+    let config = match (
+        &args.serverless_cache,
+        &args.replication_group,
+        &args.memorydb_cluster,
+    ) {
+        (Some(name), None, None) => StackConfig::serverless(name),
+        (None, Some(id), None) if args.cluster_mode => shape(StackConfig::replication_group(id)),
+        (None, Some(id), None) => StackConfig::replication_group(id),
+        (None, None, Some(name)) => shape(StackConfig::memorydb(name)),
         _ => unreachable!("clap enforces exactly one target"),
     };
+    let clustered = args.cluster_mode || args.memorydb_cluster.is_some();
+    if !clustered && (args.shards.is_some() || args.replicas.is_some()) {
+        eprintln!(
+            "elasticache-localstack: error: --shards and --replicas need --cluster-mode or \
+             --memorydb-cluster"
+        );
+        return ExitCode::from(2);
+    }
     let config = config
         .user_id(&args.user_id)
         .region(&args.region)

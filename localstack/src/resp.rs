@@ -213,6 +213,20 @@ pub fn push_items(frame: &[u8]) -> Option<Vec<Option<&[u8]>>> {
     if frame.first() != Some(&b'>') {
         return None;
     }
+    flat_items(frame)
+}
+
+/// An array's items, when each is a string, an integer or null (such as
+/// `CLUSTER GETKEYSINSLOT`'s reply); `None` for any other frame.
+pub fn array_items(frame: &[u8]) -> Option<Vec<Option<&[u8]>>> {
+    if frame.first() != Some(&b'*') {
+        return None;
+    }
+    flat_items(frame)
+}
+
+/// The flat items of an aggregate frame (`*` or `>`).
+fn flat_items(frame: &[u8]) -> Option<Vec<Option<&[u8]>>> {
     let header = line_end(frame, 1).ok()??;
     let count = usize::try_from(parse_int(&frame[1..header]).ok()?).ok()?;
     let mut at = header + 2;

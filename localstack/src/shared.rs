@@ -1,6 +1,6 @@
 //! What the front's connections, the HTTP endpoints and the [`Stack`](crate::Stack)
-//! share: the front's rules, known credentials, counters, faults, the
-//! clock, and the addresses.
+//! share: the fronts' rules, known credentials, counters, faults, the
+//! clock, the servers and the fronts before them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,11 +9,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::clock::WallClock;
+use crate::cluster::Cluster;
 use crate::config::Mode;
 use crate::faults::Faults;
 use crate::registry::Registry;
 use crate::stats::Stats;
-use crate::upstream;
+use crate::topology::Addresses;
+use crate::upstream::Upstream;
 use crate::verify::Expectations;
 
 pub(crate) struct FrontConfig {
@@ -24,6 +26,23 @@ pub(crate) struct FrontConfig {
     pub(crate) password_user: Option<(String, String)>,
 }
 
+/// The real servers behind the fronts.
+pub(crate) enum Backend {
+    /// One server (cluster mode disabled, or the serverless front's).
+    Single(Box<tokio::sync::Mutex<Upstream>>),
+    /// A real cluster, one front per node.
+    Cluster(tokio::sync::Mutex<Cluster>),
+}
+
+/// One TLS front: where it listens and the server it passes commands to.
+pub(crate) struct Front {
+    pub(crate) addr: SocketAddr,
+    /// The server's plain-TCP address.
+    pub(crate) upstream: SocketAddr,
+    /// Its connections close when this changes.
+    pub(crate) drop_generation: watch::Sender<u64>,
+}
+
 /// State shared by the front's connections and the HTTP endpoints.
 pub(crate) struct Shared {
     pub(crate) config: FrontConfig,
@@ -31,15 +50,31 @@ pub(crate) struct Shared {
     pub(crate) stats: Stats,
     pub(crate) faults: Faults,
     pub(crate) clock: Arc<dyn WallClock>,
+    /// Every connection of every front closes when this changes.
     pub(crate) drop_generation: watch::Sender<u64>,
-    pub(crate) upstream_addr: SocketAddr,
-    pub(crate) upstream: tokio::sync::Mutex<upstream::Upstream>,
-    pub(crate) front_addr: SocketAddr,
+    pub(crate) backend: Backend,
+    /// The fronts; the first is the endpoint clients are given (for a
+    /// cluster, the configuration endpoint: a primary's front).
+    pub(crate) fronts: Vec<Front>,
+    /// The fronts' addresses by server (cluster modes).
+    pub(crate) addresses: Addresses,
 }
 
 impl Shared {
     /// Close every client connection: each one watches this generation.
     pub(crate) fn drop_all_connections(&self) {
         self.drop_generation.send_modify(|g| *g += 1);
+    }
+
+    /// Close every client connection of front `front`.
+    pub(crate) fn drop_connections_of(&self, front: usize) {
+        if let Some(front) = self.fronts.get(front) {
+            front.drop_generation.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// Whether the fronts show a cluster of their own servers.
+    pub(crate) fn clustered(&self) -> bool {
+        matches!(self.backend, Backend::Cluster(_))
     }
 }

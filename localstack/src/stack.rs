@@ -6,17 +6,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use crate::cluster::Cluster;
 use crate::config::{Mode, StackConfig};
 use crate::endpoints;
 use crate::faults::Faults;
 use crate::registry::{
     KnownCredentials, Registry, STATIC_ACCESS_KEY_ID, STATIC_PRINCIPAL, STATIC_SECRET_ACCESS_KEY,
 };
-use crate::shared::{FrontConfig, Shared};
+use crate::shared::{Backend, Front, FrontConfig, Shared};
 use crate::stats::{Stats, StatsSnapshot};
+use crate::topology::Addresses;
 use crate::upstream::{self, UpstreamError};
 use crate::verify::Expectations;
 use crate::{front, tls};
@@ -48,30 +50,54 @@ pub struct Stack {
 impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stack")
-            .field("front", &self.shared.front_addr)
-            .field("upstream", &self.shared.upstream_addr)
+            .field("endpoint", &self.shared.fronts[0].addr)
+            .field("nodes", &self.shared.fronts.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Stack {
-    /// Start the upstream, the front and the HTTP endpoints.
+    /// Start the upstream servers, the fronts and the HTTP endpoints.
     pub async fn start(config: StackConfig) -> Result<Self, StartError> {
+        let failed = |e: UpstreamError| StartError(e.to_string());
+        if config.mode == Mode::Serverless && config.cluster.is_some() {
+            return Err(StartError(
+                "a serverless cache shows one endpoint: its cluster shape cannot be set".to_owned(),
+            ));
+        }
         let binary = upstream::find_binary(config.engine, config.server_binary.as_deref())
-            .map_err(|e| StartError(e.to_string()))?;
-        let upstream = upstream::Upstream::start(binary)
-            .await
-            .map_err(|e| StartError(e.to_string()))?;
+            .map_err(failed)?;
+        let (backend, servers) = match config.cluster {
+            None => {
+                let upstream = upstream::Upstream::start(binary).await.map_err(failed)?;
+                let addr = upstream.addr();
+                (Backend::Single(Box::new(Mutex::new(upstream))), vec![addr])
+            }
+            Some(shape) => {
+                let cluster =
+                    Cluster::start(config.engine, Some(&binary), shape.shards, shape.replicas)
+                        .await
+                        .map_err(failed)?;
+                let servers = cluster.nodes().iter().map(|n| n.addr).collect();
+                (Backend::Cluster(Mutex::new(cluster)), servers)
+            }
+        };
         let dir =
             tempfile::tempdir().map_err(|e| StartError(format!("temporary directory: {e}")))?;
         let tls = tls::server_config(&dir.path().join("ca.pem"), config.tls13_only)
             .map_err(StartError)?;
-        let listener = TcpListener::bind(("127.0.0.1", config.port))
-            .await
-            .map_err(|e| StartError(format!("cannot listen on 127.0.0.1:{}: {e}", config.port)))?;
-        let front_addr = listener
-            .local_addr()
-            .map_err(|e| StartError(e.to_string()))?;
+        // One front per server; the first on the configured port.
+        let mut listeners = Vec::new();
+        for (index, server) in servers.iter().enumerate() {
+            let port = if index == 0 { config.port } else { 0 };
+            let listener = TcpListener::bind(("127.0.0.1", port))
+                .await
+                .map_err(|e| StartError(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| StartError(e.to_string()))?;
+            listeners.push((listener, addr, *server));
+        }
         let http_listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| StartError(format!("cannot listen for HTTP on 127.0.0.1: {e}")))?;
@@ -91,12 +117,28 @@ impl Stack {
                 .map_err(|e| StartError(format!("writing {name}: {e}")))?;
         }
 
-        let service = "elasticache".to_owned();
+        let service = match config.mode {
+            Mode::MemoryDb => "memorydb",
+            Mode::Serverless | Mode::ReplicationGroup => "elasticache",
+        };
+        let fronts: Vec<Front> = listeners
+            .iter()
+            .map(|&(_, addr, upstream)| Front {
+                addr,
+                upstream,
+                drop_generation: watch::channel(0).0,
+            })
+            .collect();
+        let host = config.advertised_host.clone();
+        let addresses = Addresses::new(
+            &host,
+            fronts.iter().map(|f| (f.upstream.port(), f.addr.port())),
+        );
         let shared = Arc::new(Shared {
             config: FrontConfig {
                 mode: config.mode,
                 expect: Expectations {
-                    service,
+                    service: service.to_owned(),
                     region: config.region.clone(),
                     cache_name: config.cache_name.clone(),
                     user_id: config.user_id.clone(),
@@ -104,17 +146,17 @@ impl Stack {
                     clock_skew: config.clock_skew,
                 },
                 max_auth_age: config.max_auth_age,
-                advertised_host: config.advertised_host.clone(),
+                advertised_host: host.clone(),
                 password_user: config.password_user.clone(),
             },
             registry: Registry::default(),
-            stats: Stats::default(),
+            stats: Stats::new(fronts.iter().map(|f| format!("{host}:{}", f.addr.port()))),
             faults: Faults::default(),
             clock: config.clock.clone(),
             drop_generation: watch::channel(0).0,
-            upstream_addr: upstream.addr(),
-            upstream: tokio::sync::Mutex::new(upstream),
-            front_addr,
+            backend,
+            fronts,
+            addresses,
         });
         shared.registry.insert(KnownCredentials {
             access_key_id: STATIC_ACCESS_KEY_ID.to_owned(),
@@ -130,15 +172,23 @@ impl Stack {
             pod_identity_token,
             web_identity_token,
         }));
-        let tasks = vec![
-            tokio::spawn(front::accept_loop(listener, acceptor, shared.clone())),
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(http_listener, app).await {
-                    tracing::error!(error = %e, "HTTP endpoints stopped");
-                }
-            }),
-        ];
-        tracing::info!(front = %front_addr, http = %http_addr, upstream = %shared.upstream_addr, "local stack ready");
+        let mut tasks = vec![tokio::spawn(async move {
+            if let Err(e) = axum::serve(http_listener, app).await {
+                tracing::error!(error = %e, "HTTP endpoints stopped");
+            }
+        })];
+        for (index, (listener, _, _)) in listeners.into_iter().enumerate() {
+            let (acceptor, shared) = (acceptor.clone(), shared.clone());
+            tasks.push(tokio::spawn(front::accept_loop(
+                listener, acceptor, shared, index,
+            )));
+        }
+        tracing::info!(
+            endpoint = %shared.fronts[0].addr,
+            nodes = shared.fronts.len(),
+            http = %http_addr,
+            "local stack ready"
+        );
         Ok(Self {
             shared,
             dir,
@@ -194,10 +244,11 @@ impl Stack {
         let target = match self.mode {
             Mode::Serverless => "ELASTICACHE_SERVERLESS_CACHE",
             Mode::ReplicationGroup => "ELASTICACHE_REPLICATION_GROUP",
+            Mode::MemoryDb => "MEMORYDB_CLUSTER",
         };
-        vec![
+        let mut vars = vec![
             ("REDIS_HOST", self.shared.config.advertised_host.clone()),
-            ("REDIS_PORT", self.shared.front_addr.port().to_string()),
+            ("REDIS_PORT", self.endpoint().port().to_string()),
             ("REDIS_SSL", "true".to_owned()),
             ("REDIS_SSL_CA_CERTS", self.ca_file().display().to_string()),
             ("USE_IAM_AUTH", "true".to_owned()),
@@ -217,7 +268,18 @@ impl Stack {
                 "LOCALSTACK_WEB_IDENTITY_TOKEN_FILE",
                 self.web_identity_token_file().display().to_string(),
             ),
-        ]
+        ];
+        if self.mode == Mode::Serverless || self.shared.clustered() {
+            vars.push(("REDIS_CLUSTER", "true".to_owned()));
+        }
+        let host = &self.shared.config.advertised_host;
+        let nodes: Vec<String> = self
+            .node_endpoints()
+            .iter()
+            .map(|addr| format!("{host}:{}", addr.port()))
+            .collect();
+        vars.push(("LOCALSTACK_NODES", nodes.join(",")));
+        vars
     }
 
     /// The kind of cache the front pretends to be.
@@ -240,9 +302,17 @@ impl Stack {
         &self.region
     }
 
-    /// The front's address (TLS).
+    /// The endpoint clients are given (TLS): the only front, or for a
+    /// cluster the configuration endpoint, the first primary's front.
     pub fn endpoint(&self) -> SocketAddr {
-        self.shared.front_addr
+        self.shared.fronts[0].addr
+    }
+
+    /// Every front (TLS), one per server: in a cluster, the primaries' in
+    /// shard order, then the replicas' (the order of
+    /// [`Cluster::nodes`](crate::Cluster::nodes) and of `LOCALSTACK_NODES`).
+    pub fn node_endpoints(&self) -> Vec<SocketAddr> {
+        self.shared.fronts.iter().map(|f| f.addr).collect()
     }
 
     /// The PEM file of the CA that signed the front's certificate.
@@ -255,9 +325,15 @@ impl Stack {
         self.dir.path()
     }
 
-    /// The upstream server's plain-TCP address (for reference measurements).
+    /// The first server's plain-TCP address (for reference measurements).
     pub fn upstream_addr(&self) -> SocketAddr {
-        self.shared.upstream_addr
+        self.shared.fronts[0].upstream
+    }
+
+    /// Every server's plain-TCP address, in the order of
+    /// [`node_endpoints`](Self::node_endpoints).
+    pub fn upstream_addrs(&self) -> Vec<SocketAddr> {
+        self.shared.fronts.iter().map(|f| f.upstream).collect()
     }
 
     /// The counters now.
@@ -280,19 +356,53 @@ impl Stack {
         self.shared.drop_all_connections();
     }
 
-    /// Stop the upstream server (clients' connections close; new ones are refused).
+    /// Close every client connection of node `index`'s front.
+    pub fn drop_node_connections(&self, index: usize) {
+        self.shared.drop_connections_of(index);
+    }
+
+    /// Stop the upstream servers (clients' connections close; new ones are refused).
     pub async fn stop_upstream(&self) {
-        self.shared.upstream.lock().await.stop().await;
+        self.shared.stop_upstream().await;
     }
 
-    /// Start the upstream server again on the same port.
+    /// Start the stopped upstream servers again on their ports.
     pub async fn start_upstream(&self) -> Result<(), UpstreamError> {
-        self.shared.upstream.lock().await.restart().await
+        self.shared.start_upstream().await
     }
 
-    /// Whether the upstream is running.
+    /// Whether every upstream server runs.
     pub async fn upstream_running(&self) -> bool {
-        self.shared.upstream.lock().await.is_running()
+        self.shared.upstream_running().await
+    }
+
+    /// Kill node `index`'s server (in [`node_endpoints`](Self::node_endpoints)
+    /// order): its clients' connections close; in a cluster, a replica takes
+    /// over once the others notice (about 2 s).
+    pub async fn kill_node(&self, index: usize) -> Result<(), UpstreamError> {
+        self.shared.kill_node(index).await
+    }
+
+    /// Start node `index`'s server again, with its cluster state.
+    pub async fn restart_node(&self, index: usize) -> Result<(), UpstreamError> {
+        self.shared.restart_node(index).await
+    }
+
+    /// Fail over shard `shard`: a replica takes over, the old primary's front
+    /// closes its connections. Returns (old primary, new primary) node indexes.
+    pub async fn fail_over(&self, shard: usize) -> Result<(usize, usize), UpstreamError> {
+        self.shared.fail_over(shard).await
+    }
+
+    /// Move `count` slots from shard `from` to shard `to` while clients work
+    /// (`-ASK`, then `-MOVED`). Returns the slots moved.
+    pub async fn migrate_slots(
+        &self,
+        from: usize,
+        to: usize,
+        count: usize,
+    ) -> Result<Vec<u16>, UpstreamError> {
+        self.shared.migrate_slots(from, to, count).await
     }
 }
 
@@ -304,8 +414,17 @@ impl Drop for Stack {
         // Close client connections (their tasks hold the shared state) and stop
         // the upstream now rather than when the last of them ends.
         self.shared.drop_all_connections();
-        if let Ok(mut upstream) = self.shared.upstream.try_lock() {
-            upstream.kill_now();
+        match &self.shared.backend {
+            Backend::Single(upstream) => {
+                if let Ok(mut upstream) = upstream.try_lock() {
+                    upstream.kill_now();
+                }
+            }
+            Backend::Cluster(cluster) => {
+                if let Ok(mut cluster) = cluster.try_lock() {
+                    cluster.kill_now();
+                }
+            }
         }
     }
 }

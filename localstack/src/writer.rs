@@ -9,12 +9,14 @@
 //! too, as a slow client would make it).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use crate::resp;
+use crate::topology::Addresses;
 
 /// What the writer does for one command, in order.
 pub(crate) enum Slot {
@@ -106,12 +108,15 @@ impl Subscriptions {
     }
 }
 
-/// Sends replies to the client in command order, pushes as they come.
+/// Sends replies to the client in command order, pushes as they come;
+/// `-MOVED` and `-ASK` name the fronts of `redirects` (cluster modes).
 pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
     client: W,
     mut slots: mpsc::UnboundedReceiver<Slot>,
+    redirects: Option<Arc<Addresses>>,
 ) {
     let mut replies = Replies {
+        redirects,
         out: BufWriter::with_capacity(32 * 1024, client),
         upstream: None,
         pending: Vec::with_capacity(32 * 1024),
@@ -166,6 +171,7 @@ pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
 /// written yet (`pending[start..]`).
 struct Replies<W> {
     out: BufWriter<W>,
+    redirects: Option<Arc<Addresses>>,
     upstream: Option<OwnedReadHalf>,
     pending: Vec<u8>,
     start: usize,
@@ -197,6 +203,11 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
                         // A push with nested items is still a push.
                         None => frame.first() != Some(&b'>'),
                     };
+                    let redirect = match (&self.redirects, frame.first()) {
+                        (Some(fronts), Some(b'-')) => fronts.redirect(frame),
+                        _ => None,
+                    };
+                    let frame = redirect.as_deref().unwrap_or(frame);
                     self.out.write_all(frame).await.map_err(|_| ())?;
                     self.start += n;
                     if done {

@@ -52,6 +52,7 @@ pub fn iam_config(stack: &Stack) -> ConnectionConfigBuilder {
     match stack.mode() {
         Mode::Serverless => config.serverless_cache(stack.cache_name()),
         Mode::ReplicationGroup => config.replication_group(stack.cache_name()),
+        Mode::MemoryDb => config.memorydb_cluster(stack.cache_name()),
     }
 }
 

@@ -58,6 +58,35 @@ pub fn serverless_token(name: &str) -> String {
         .to_owned()
 }
 
+/// What a token is made for.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Serverless,
+    ReplicationGroup,
+    MemoryDb,
+}
+
+/// A correct token for a cache of `kind` named `name`, user `iam-user-01`,
+/// us-east-1, signed by this crate's signer.
+pub fn token(kind: Kind, name: &str) -> String {
+    let builder = TokenSigner::builder();
+    let builder = match kind {
+        Kind::Serverless => builder.serverless_cache(name),
+        Kind::ReplicationGroup => builder.replication_group(name),
+        Kind::MemoryDb => builder.memorydb_cluster(name),
+    };
+    let signer = builder
+        .user_id("iam-user-01")
+        .region("us-east-1")
+        .build()
+        .unwrap();
+    signer
+        .sign(&static_credentials(), now())
+        .unwrap()
+        .expose_secret()
+        .to_owned()
+}
+
 /// Presign an arbitrary request with aws-sigv4 directly, as a careless client
 /// might: any host, query, service, region, expiry.
 pub fn presign(
@@ -105,6 +134,11 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn connect(stack: &Stack) -> Self {
+        Self::connect_at(stack, stack.endpoint()).await
+    }
+
+    /// To the front at `addr` (one node of a cluster).
+    pub async fn connect_at(stack: &Stack, addr: std::net::SocketAddr) -> Self {
         let mut roots = rustls::RootCertStore::empty();
         let ca = CertificateDer::from_pem_file(stack.ca_file()).unwrap();
         roots.add(ca).unwrap();
@@ -115,7 +149,7 @@ impl RawClient {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let tcp = TcpStream::connect(stack.endpoint()).await.unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         let stream = TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
@@ -131,6 +165,15 @@ impl RawClient {
     pub async fn auth(&mut self, cache: &str) -> String {
         self.cmd(&["AUTH", "iam-user-01", &serverless_token(cache)])
             .await
+    }
+
+    /// `AUTH iam-user-01 <a fresh valid token for a cache of `kind`>`,
+    /// which must succeed.
+    pub async fn auth_as(&mut self, kind: Kind, cache: &str) {
+        let reply = self
+            .cmd(&["AUTH", "iam-user-01", &token(kind, cache)])
+            .await;
+        assert_eq!(reply, "+OK\r\n");
     }
 
     /// `HELLO 3 AUTH iam-user-01 <a fresh valid token for the serverless
