@@ -22,6 +22,7 @@ use crate::cluster;
 use crate::config::Mode;
 use crate::resp::{self, Command};
 use crate::shared::Shared;
+use crate::subscriptions::Subscriptions;
 use crate::topology::Node;
 use crate::verify::{Refusal, verify};
 use crate::writer::{Confirmation, Slot, write_replies};
@@ -39,8 +40,9 @@ enum Action {
     ReplyAndClose(Vec<u8>),
     /// Send these bytes upstream instead of the command (a rewritten `HELLO`).
     Forward(Vec<u8>),
-    /// Forward the command as is; pushes confirm it (RESP3 subscriptions).
-    ForwardConfirmed(Confirmation),
+    /// Forward the command as is, its answer read as this slot says
+    /// (subscriptions, `RESET`).
+    ForwardAs(Slot),
 }
 
 /// Serves front number `front` of `shared.fronts` on `listener`.
@@ -90,6 +92,8 @@ struct Connection {
     deadline: Option<Instant>,
     in_multi: bool,
     resp3: bool,
+    /// What the client subscribed to, as its commands say.
+    subscriptions: Subscriptions,
     unauthenticated: u32,
     upstream: Option<tokio::net::tcp::OwnedWriteHalf>,
 }
@@ -110,6 +114,7 @@ impl Connection {
             deadline: None,
             in_multi: false,
             resp3: false,
+            subscriptions: Subscriptions::default(),
             unauthenticated: 0,
             upstream: None,
         }
@@ -192,9 +197,7 @@ impl Connection {
             };
             let action = match action {
                 None => Err(Slot::Upstream),
-                Some(Action::ForwardConfirmed(confirmation)) => {
-                    Err(Slot::Confirmation(confirmation))
-                }
+                Some(Action::ForwardAs(slot)) => Err(slot),
                 Some(action) => Ok(action),
             };
             let action = match action {
@@ -225,7 +228,7 @@ impl Connection {
                     self.send_upstream(&bytes).await?;
                     forwarded += 1;
                 }
-                Action::ForwardConfirmed(_) => {} // (passed on above)
+                Action::ForwardAs(_) => {} // (passed on above)
             }
         }
         if let Some(from) = batch_from {
@@ -247,6 +250,14 @@ impl Connection {
     async fn own_reply(&mut self, buf: &[u8], cmd: &Command) -> Option<Action> {
         let name = cmd.arg(buf, 0).unwrap_or_default().to_ascii_uppercase();
         match name.as_slice() {
+            b"AUTH" | b"HELLO" if self.resp2_subscribed() => {
+                // Valkey allows only a few commands in RESP2 subscribed mode.
+                let name = String::from_utf8_lossy(&name).to_ascii_lowercase();
+                Some(Action::Reply(resp::error(&format!(
+                    "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING \
+                     / QUIT / RESET are allowed in this context"
+                ))))
+            }
             b"AUTH" | b"HELLO" => {
                 let action = if name == b"AUTH" {
                     self.auth(buf, cmd).await
@@ -271,7 +282,8 @@ impl Connection {
                 self.deadline = None;
                 self.in_multi = false;
                 self.resp3 = false;
-                None
+                self.subscriptions.clear();
+                Some(Action::ForwardAs(Slot::Reset))
             }
             _ if !self.authenticated => {
                 Some(self.unauthenticated(Action::Reply(resp::error(NOAUTH))))
@@ -289,11 +301,21 @@ impl Connection {
             }
             b"CLUSTER" if self.shared.clustered() => self.cluster_topology(buf, cmd).await,
             b"CLUSTER" if self.shared.config.mode == Mode::Serverless => self.cluster(buf, cmd),
-            _ if self.resp3 => {
-                Confirmation::of(&name, cmd.args.len() - 1).map(Action::ForwardConfirmed)
+            _ => {
+                let confirmation = Confirmation::of(&name, cmd.args.len() - 1, self.resp3)?;
+                let channels: Vec<&[u8]> = (1..cmd.args.len())
+                    .filter_map(|i| cmd.arg(buf, i))
+                    .collect();
+                self.subscriptions
+                    .command(&name.to_ascii_lowercase(), &channels);
+                Some(Action::ForwardAs(Slot::Confirmation(confirmation)))
             }
-            _ => None,
         }
+    }
+
+    /// Whether the connection is in RESP2 subscribed mode.
+    fn resp2_subscribed(&self) -> bool {
+        !self.resp3 && self.subscriptions.any()
     }
 
     /// `action` for one more unauthenticated command: the connection closes

@@ -29,7 +29,8 @@
 //! | `registry` | known credentials and allowed principals |
 //! | `front` | the TLS RESP proxy: authentication, 12-hour rule, topology |
 //! | `topology` | topology replies and redirects with the fronts' addresses |
-//! | `writer` | the front's replies in command order, RESP3 pushes as they arrive |
+//! | `writer` | the front's replies in command order, pushes (and RESP2 messages) as they arrive |
+//! | `subscriptions` | a connection's pub/sub channels, per family |
 //! | `endpoints` | the mock AWS credential endpoints (ECS, EKS Pod Identity, STS) and the admin API (`/stats`, `/faults`) |
 //! | `stats`, `faults` | counters and injected faults |
 //! | `node_faults` | faults of the servers: stop, kill, restart, failover, slot migration |
@@ -49,6 +50,7 @@ pub mod resp;
 mod shared;
 mod stack;
 mod stats;
+mod subscriptions;
 mod tls;
 mod topology;
 mod upstream;

@@ -8,7 +8,6 @@
 //! waits for its command's slot, upstream is not read further (so it waits
 //! too, as a slow client would make it).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -16,6 +15,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use crate::resp;
+use crate::subscriptions::Subscriptions;
 use crate::topology::Addresses;
 
 /// What the writer does for one command, in order.
@@ -26,27 +26,32 @@ pub(crate) enum Slot {
     Upstream,
     /// A RESP3 (un)subscribe command's confirmations.
     Confirmation(Confirmation),
+    /// The next reply from upstream, to `RESET`: no subscription is left.
+    Reset,
     /// From now on upstream replies come from here.
     UpstreamConnected(OwnedReadHalf),
     /// Write what is pending, then close.
     Close,
 }
 
-/// The pushes that answer a RESP3 (un)subscribe command.
+/// The frames that answer an (un)subscribe command: RESP3 pushes, or in
+/// RESP2 arrays of the same shape.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Confirmation {
     /// Their kind: `subscribe`, `punsubscribe`, ...
-    kind: &'static [u8],
+    pub(crate) kind: &'static [u8],
     /// One per channel named; `None`: one per current subscription of this
     /// family (at least one), for an unsubscribe without channels.
-    pushes: Option<usize>,
+    pub(crate) pushes: Option<usize>,
+    /// Whether the connection speaks RESP3 (pushes) or RESP2 (arrays).
+    resp3: bool,
 }
 
 impl Confirmation {
     /// For command `name` (upper case) with `channels` arguments, if it is
-    /// confirmed by pushes in RESP3. (A subscribe without channels is an
-    /// error, an ordinary reply.)
-    pub(crate) fn of(name: &[u8], channels: usize) -> Option<Self> {
+    /// confirmed by one frame per channel. (A subscribe without channels is
+    /// an error, an ordinary reply.)
+    pub(crate) fn of(name: &[u8], channels: usize, resp3: bool) -> Option<Self> {
         let (kind, subscribe): (&'static [u8], bool) = match name {
             b"SUBSCRIBE" => (b"subscribe", true),
             b"PSUBSCRIBE" => (b"psubscribe", true),
@@ -58,53 +63,17 @@ impl Confirmation {
         };
         match (subscribe, channels) {
             (true, 0) => None,
-            (_, 0) => Some(Self { kind, pushes: None }),
+            (_, 0) => Some(Self {
+                kind,
+                pushes: None,
+                resp3,
+            }),
             (_, n) => Some(Self {
                 kind,
                 pushes: Some(n),
+                resp3,
             }),
         }
-    }
-}
-
-/// The subscriptions the client holds, per family, as upstream's
-/// confirmations say.
-#[derive(Default)]
-struct Subscriptions([HashSet<Vec<u8>>; 3]);
-
-impl Subscriptions {
-    /// Which family a confirmation's kind belongs to, and whether it adds.
-    fn family(kind: &[u8]) -> Option<(usize, bool)> {
-        Some(match kind {
-            b"subscribe" => (0, true),
-            b"unsubscribe" => (0, false),
-            b"psubscribe" => (1, true),
-            b"punsubscribe" => (1, false),
-            b"ssubscribe" => (2, true),
-            b"sunsubscribe" => (2, false),
-            _ => return None,
-        })
-    }
-
-    /// Follows one push.
-    fn observe(&mut self, items: &[Option<&[u8]>]) {
-        let (Some(Some(kind)), Some(Some(channel))) = (items.first(), items.get(1)) else {
-            return;
-        };
-        if let Some((family, adds)) = Self::family(kind) {
-            if adds {
-                self.0[family].insert(channel.to_vec());
-            } else {
-                self.0[family].remove(*channel);
-            }
-        }
-    }
-
-    /// How many pushes confirm `confirmation` now.
-    fn expected(&self, confirmation: Confirmation) -> usize {
-        confirmation.pushes.unwrap_or_else(|| {
-            Self::family(confirmation.kind).map_or(1, |(family, _)| self.0[family].len().max(1))
-        })
     }
 }
 
@@ -123,6 +92,7 @@ pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
         start: 0,
         chunk: vec![0u8; 32 * 1024],
         subscriptions: Subscriptions::default(),
+        resp2: false,
     };
     loop {
         // Nothing waits for a reply: pass pushes on as they arrive.
@@ -151,6 +121,12 @@ pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
                 true
             }
             Slot::Upstream => replies.reply(None).await.is_ok(),
+            Slot::Reset => {
+                let written = replies.reply(None).await.is_ok();
+                replies.subscriptions.clear();
+                replies.resp2 = false;
+                written
+            }
             Slot::Confirmation(confirmation) => replies.reply(Some(confirmation)).await.is_ok(),
             Slot::Close => {
                 let _ = replies.out.flush().await;
@@ -177,31 +153,40 @@ struct Replies<W> {
     start: usize,
     chunk: Vec<u8>,
     subscriptions: Subscriptions,
+    /// Whether the last (un)subscribe was in RESP2: then, while subscribed,
+    /// message arrays come unasked like pushes.
+    resp2: bool,
 }
 
 impl<W: AsyncWrite + Unpin> Replies<W> {
     /// One command's answer from upstream, with the pushes before it: the
     /// next frame that is not a push, or (`confirmation`) its confirming
-    /// pushes (an error reply ends it too). `Err`: upstream or client gone.
+    /// frames (an error reply ends it too). `Err`: upstream or client gone.
     async fn reply(&mut self, confirmation: Option<Confirmation>) -> Result<(), ()> {
+        if let Some(c) = confirmation {
+            self.resp2 = !c.resp3;
+        }
         let mut expected = confirmation.map(|c| self.subscriptions.expected(c));
         loop {
             match resp::reply_len(&self.pending[self.start..]) {
                 Ok(Some(n)) => {
                     let frame = &self.pending[self.start..self.start + n];
-                    let done = match resp::push_items(frame) {
-                        Some(items) => {
-                            self.subscriptions.observe(&items);
-                            match (confirmation, &mut expected) {
-                                (Some(c), Some(left)) if items.first() == Some(&Some(c.kind)) => {
-                                    *left = left.saturating_sub(1);
-                                    *left == 0
-                                }
-                                _ => false,
-                            }
+                    let resp2_pubsub =
+                        self.resp2 && (confirmation.is_some() || self.subscriptions.any());
+                    let (push, items) = pubsub_frame(frame, resp2_pubsub);
+                    let done = if push {
+                        if let Some(items) = &items {
+                            self.subscriptions.observe(items);
                         }
-                        // A push with nested items is still a push.
-                        None => frame.first() != Some(&b'>'),
+                        match (confirmation, &mut expected, items.as_deref()) {
+                            (Some(c), Some(left), Some([Some(kind), ..])) if *kind == c.kind => {
+                                *left = left.saturating_sub(1);
+                                *left == 0
+                            }
+                            _ => false,
+                        }
+                    } else {
+                        true
                     };
                     let redirect = match (&self.redirects, frame.first()) {
                         (Some(fronts), Some(b'-')) => fronts.redirect(frame),
@@ -223,17 +208,18 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
         }
     }
 
-    /// Passes on the complete pushes at the head of what upstream sent (a
-    /// reply there stays for its command's slot, and the pushes after it
-    /// with it).
+    /// Passes on the complete pushes (and RESP2 messages) at the head of what
+    /// upstream sent (a reply there stays for its command's slot, and the
+    /// pushes after it with it).
     async fn pass_pushes(&mut self) -> Result<(), ()> {
         let mut passed = false;
         while let Ok(Some(n)) = resp::reply_len(&self.pending[self.start..]) {
             let frame = &self.pending[self.start..self.start + n];
-            if frame.first() != Some(&b'>') {
+            let (push, items) = pubsub_frame(frame, self.resp2 && self.subscriptions.any());
+            if !push {
                 break;
             }
-            if let Some(items) = resp::push_items(frame) {
+            if let Some(items) = items {
                 self.subscriptions.observe(&items);
             }
             self.out.write_all(frame).await.map_err(|_| ())?;
@@ -250,7 +236,8 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
     /// command's slot.
     fn reply_waits(&self) -> bool {
         let head = &self.pending[self.start..];
-        matches!(resp::reply_len(head), Ok(Some(_))) && head.first() != Some(&b'>')
+        matches!(resp::reply_len(head), Ok(Some(_)))
+            && !pubsub_frame(head, self.resp2 && self.subscriptions.any()).0
     }
 
     /// More bytes from upstream (after compacting what was written).
@@ -269,27 +256,19 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn confirmations_count_channels_or_current_subscriptions() {
-        let c = Confirmation::of(b"SUBSCRIBE", 2).unwrap();
-        assert_eq!((c.kind, c.pushes), (&b"subscribe"[..], Some(2)));
-        assert!(Confirmation::of(b"SUBSCRIBE", 0).is_none());
-        assert!(Confirmation::of(b"GET", 1).is_none());
-        let all = Confirmation::of(b"UNSUBSCRIBE", 0).unwrap();
-        let mut subs = Subscriptions::default();
-        assert_eq!(subs.expected(all), 1, "one push even with none");
-        for channel in [&b"a"[..], b"b", b"a"] {
-            subs.observe(&[Some(b"subscribe"), Some(channel), Some(b"1")]);
-        }
-        subs.observe(&[Some(b"psubscribe"), Some(b"p*"), Some(b"3")]);
-        assert_eq!(subs.expected(all), 2);
-        subs.observe(&[Some(b"unsubscribe"), Some(b"a"), Some(b"2")]);
-        assert_eq!(subs.expected(all), 1);
-        let patterns = Confirmation::of(b"PUNSUBSCRIBE", 0).unwrap();
-        assert_eq!(subs.expected(patterns), 1);
+/// Whether a complete `frame` is a push (RESP3), or with `resp2_pubsub` a
+/// RESP2 pub/sub array (a confirmation or a message), and its items when
+/// they are flat.
+fn pubsub_frame(frame: &[u8], resp2_pubsub: bool) -> (bool, Option<Vec<Option<&[u8]>>>) {
+    match frame.first() {
+        // A push with nested items is still a push.
+        Some(b'>') => (true, resp::push_items(frame)),
+        Some(b'*') if resp2_pubsub => match resp::array_items(frame) {
+            Some(items) if matches!(items.first(), Some(Some(kind)) if Subscriptions::is_pubsub_kind(kind)) => {
+                (true, Some(items))
+            }
+            _ => (false, None),
+        },
+        _ => (false, None),
     }
 }

@@ -1,7 +1,8 @@
 //! Pub/sub through the front in RESP3: pushes are passed on as they arrive,
 //! whether or not a command waits for its reply, each (un)subscribe command
 //! is answered by its confirmations, and the order of replies is kept around
-//! them.
+//! them. And in RESP2 subscribed mode: messages at once, only the commands
+//! Valkey allows there.
 
 mod support;
 
@@ -21,7 +22,16 @@ async fn resp3(stack: &Stack) -> RawClient {
 }
 
 fn push(items: &[&str]) -> String {
-    let mut out = format!(">{}\r\n", items.len());
+    frame('>', items)
+}
+
+/// A RESP2 array of these items (`:n` for an integer).
+fn array(items: &[&str]) -> String {
+    frame('*', items)
+}
+
+fn frame(kind: char, items: &[&str]) -> String {
+    let mut out = format!("{kind}{}\r\n", items.len());
     for item in items {
         match item.strip_prefix(':') {
             Some(n) => out.push_str(&format!(":{n}\r\n")),
@@ -171,4 +181,108 @@ async fn reauthentication_while_subscribed_moves_the_cut() {
     );
     assert_eq!(stack.stats().reauth_ok, 1);
     assert_eq!(stack.stats().forced_disconnects, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp2_subscribed_mode_delivers_at_once_and_refuses_auth() {
+    let stack = start(StackConfig::serverless(CACHE)).await;
+    let mut subscriber = RawClient::connect(&stack).await;
+    assert_eq!(subscriber.auth(CACHE).await, "+OK\r\n");
+    subscriber.send(&["SUBSCRIBE", "news", "sport"]).await;
+    assert_eq!(
+        next(&mut subscriber).await,
+        array(&["subscribe", "news", ":1"])
+    );
+    assert_eq!(
+        next(&mut subscriber).await,
+        array(&["subscribe", "sport", ":2"])
+    );
+    subscriber.send(&["PSUBSCRIBE", "n*"]).await;
+    assert_eq!(
+        next(&mut subscriber).await,
+        array(&["psubscribe", "n*", ":3"])
+    );
+
+    let mut publisher = RawClient::connect(&stack).await;
+    assert_eq!(publisher.auth(CACHE).await, "+OK\r\n");
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let text = format!("item-{i}");
+        let sent = real_now();
+        assert_eq!(publisher.cmd(&["PUBLISH", "sport", &text]).await, ":1\r\n");
+        // With nothing sent by the subscriber.
+        assert_eq!(
+            next(&mut subscriber).await,
+            array(&["message", "sport", &text])
+        );
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    println!(
+        "RESP2 PUBLISH to delivery: median {median:?}, max {:?}",
+        latencies[19]
+    );
+    assert!(median < Duration::from_millis(100), "{latencies:?}");
+
+    // A message and a pattern message, then PING's reply, in order.
+    assert_eq!(publisher.cmd(&["PUBLISH", "news", "n1"]).await, ":2\r\n");
+    assert_eq!(
+        next(&mut subscriber).await,
+        array(&["message", "news", "n1"])
+    );
+    assert_eq!(
+        next(&mut subscriber).await,
+        "*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$2\r\nn1\r\n"
+    );
+    assert_eq!(subscriber.cmd(&["PING"]).await, array(&["pong", ""]));
+
+    // AUTH and HELLO are refused here, as Valkey refuses them; the
+    // connection stays subscribed.
+    let token = serverless_token(CACHE);
+    for refused in [
+        vec!["AUTH", "iam-user-01", token.as_str()],
+        vec!["HELLO", "3", "AUTH", "iam-user-01", token.as_str()],
+    ] {
+        let reply = subscriber.cmd(&refused).await;
+        assert!(reply.starts_with("-ERR Can't execute"), "{reply}");
+        assert!(reply.contains("allowed in this context"), "{reply}");
+        assert!(!reply.contains(&token), "the token is not echoed");
+    }
+    let reply = subscriber.cmd(&["GET", "k"]).await;
+    assert!(reply.starts_with("-ERR Can't execute 'get'"), "{reply}");
+    assert_eq!(stack.stats().reauth_ok, 0);
+
+    // Unsubscribing from everything leaves subscribed mode: AUTH works again.
+    subscriber.send(&["UNSUBSCRIBE"]).await;
+    // One confirmation per channel (in the server's order); the pattern stays.
+    let first = next(&mut subscriber).await;
+    let second = next(&mut subscriber).await;
+    let mut channels = Vec::new();
+    for (confirmation, left) in [(&first, ":2\r\n"), (&second, ":1\r\n")] {
+        assert!(
+            confirmation.starts_with("*3\r\n$11\r\nunsubscribe\r\n"),
+            "{confirmation}"
+        );
+        assert!(confirmation.ends_with(left), "{confirmation}");
+        channels.push(if confirmation.contains("news") {
+            "news"
+        } else {
+            "sport"
+        });
+    }
+    channels.sort_unstable();
+    assert_eq!(channels, ["news", "sport"]);
+    let reply = subscriber.cmd(&["AUTH", "iam-user-01", &token]).await;
+    assert!(
+        reply.starts_with("-ERR Can't execute"),
+        "still subscribed to a pattern: {reply}"
+    );
+    subscriber.send(&["PUNSUBSCRIBE"]).await;
+    assert_eq!(
+        next(&mut subscriber).await,
+        array(&["punsubscribe", "n*", ":0"])
+    );
+    assert_eq!(subscriber.auth(CACHE).await, "+OK\r\n");
+    assert_eq!(stack.stats().reauth_ok, 1);
 }
