@@ -36,7 +36,7 @@ struct Args {
     replication_group: Option<String>,
     /// With --replication-group: cluster mode enabled, a real Valkey cluster
     /// with one front per node.
-    #[arg(long, requires = "replication_group")]
+    #[arg(long)]
     cluster_mode: bool,
     /// Act as a MemoryDB cluster with this name (always a cluster).
     #[arg(long, value_name = "NAME")]
@@ -133,6 +133,10 @@ async fn main() -> ExitCode {
         (None, None, Some(name)) => shape(StackConfig::memorydb(name)),
         _ => unreachable!("clap enforces exactly one target"),
     };
+    if args.cluster_mode && args.replication_group.is_none() {
+        eprintln!("elasticache-localstack: error: --cluster-mode goes with --replication-group");
+        return ExitCode::from(2);
+    }
     let clustered = args.cluster_mode || args.memorydb_cluster.is_some();
     if !clustered && (args.shards.is_some() || args.replicas.is_some()) {
         eprintln!(
@@ -201,7 +205,7 @@ async fn main() -> ExitCode {
 fn shell_quote(value: &str) -> String {
     if value
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_./:=+@%".contains(&b))
+        .all(|b| b.is_ascii_alphanumeric() || b"-_./:=+@%,".contains(&b))
     {
         value.to_owned()
     } else {

@@ -26,6 +26,7 @@ const KEYS: &[&str] = &[
     "LOCALSTACK_STS_ENDPOINT",
     "LOCALSTACK_ROLE_ARN",
     "LOCALSTACK_WEB_IDENTITY_TOKEN_FILE",
+    "LOCALSTACK_NODES",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,4 +129,147 @@ async fn env_file_then_serve_then_clean_exit() {
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("INFO"), "{log}");
     assert!(!log.contains('\x1b'), "{log:?}");
+}
+
+/// Kills the stack if the test fails before stopping it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The env file the binary writes when ready, as `KEY=VALUE` pairs.
+async fn env_file_of(child: &mut std::process::Child, path: &std::path::Path) -> String {
+    for _ in 0..400 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if !text.is_empty() {
+            return text;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the stack exited: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    panic!("no env file within 20 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memorydb_cluster_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("stack.env");
+    let child = Command::new(env!("CARGO_BIN_EXE_elasticache-localstack"))
+        .args([
+            "--memorydb-cluster",
+            "bin-mdb",
+            "--shards",
+            "2",
+            "--replicas",
+            "0",
+        ])
+        .args([
+            "--user-id",
+            "bin-user",
+            "--region",
+            "eu-west-2",
+            "--env-file",
+        ])
+        .arg(&env_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let child = &mut child.0;
+    let text = env_file_of(child, &env_file).await;
+    let env: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    assert_eq!(env["MEMORYDB_CLUSTER"], "bin-mdb", "{text}");
+    assert_eq!(env["REDIS_CLUSTER"], "true", "{text}");
+    assert!(!env.contains_key("ELASTICACHE_REPLICATION_GROUP"), "{text}");
+    let nodes: Vec<&str> = env["LOCALSTACK_NODES"].split(',').collect();
+    assert_eq!(nodes.len(), 2, "{text}");
+    assert_eq!(
+        nodes[0],
+        format!("{}:{}", env["REDIS_HOST"], env["REDIS_PORT"])
+    );
+
+    // Every node takes a MemoryDB token for exactly what the env file says.
+    let signer = TokenSigner::builder()
+        .memorydb_cluster(env["MEMORYDB_CLUSTER"])
+        .user_id(env["ELASTICACHE_USER_ID"])
+        .region(env["AWS_REGION"])
+        .build()
+        .unwrap();
+    let creds = Credentials::new(
+        env["AWS_ACCESS_KEY_ID"],
+        env["AWS_SECRET_ACCESS_KEY"],
+        None,
+        None,
+        "env-file",
+    );
+    for node in nodes {
+        let token = signer.sign(&creds, support::now()).unwrap();
+        let (host, port) = node.split_once(':').unwrap();
+        let out = Command::new("redis-cli")
+            .env("REDISCLI_AUTH", token.expose_secret())
+            .args([
+                "--tls",
+                "--cacert",
+                env["REDIS_SSL_CA_CERTS"],
+                "-h",
+                host,
+                "-p",
+                port,
+            ])
+            .args(["--user", env["ELASTICACHE_USER_ID"], "CLUSTER", "INFO"])
+            .output()
+            .unwrap();
+        let info = String::from_utf8_lossy(&out.stdout);
+        assert!(info.contains("cluster_state:ok"), "{node}: {info}");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    panic!("the stack did not exit on SIGTERM");
+}
+
+#[test]
+fn cluster_flags_without_a_cluster_are_refused() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_elasticache-localstack"))
+            .args(args)
+            .args(["--user-id", "u", "--region", "us-east-1"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["--replication-group", "g", "--shards", "2"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--shards and --replicas need --cluster-mode"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["--serverless-cache", "c", "--cluster-mode"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--cluster-mode goes with --replication-group"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["--memorydb-cluster", "m", "--shards", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--shards"), "{stderr}");
 }

@@ -47,11 +47,14 @@ fn certs(stack: &Stack) -> TlsCertificates {
 async fn start(config: StackConfig) -> Stack {
     let started = Instant::now();
     let stack = support::start(config).await;
+    let took = started.elapsed();
     println!(
         "stack with {} nodes started in {:.2} s",
         stack.node_endpoints().len(),
-        started.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
+    // The whole stack, cluster formed and every front listening.
+    assert!(took < Duration::from_secs(5), "{took:?}");
     stack
 }
 
