@@ -372,60 +372,90 @@ impl Cluster {
         }
         // A batch at a time: marked, emptied, given (each step pipelined).
         for batch in slots.chunks(MIGRATION_BATCH) {
-            let each = |args: &dyn Fn(&str) -> Vec<String>| -> Vec<Vec<String>> {
-                batch.iter().map(|slot| args(&slot.to_string())).collect()
-            };
-            let setslot = |slot: &str, how: &str, id: &str| {
-                ["CLUSTER", "SETSLOT", slot, how, id]
-                    .map(str::to_owned)
-                    .to_vec()
-            };
-            all_ok(
-                target
-                    .pipeline(&each(&|s| setslot(s, "IMPORTING", src_id)))
-                    .await?,
-            )?;
-            all_ok(
-                source
-                    .pipeline(&each(&|s| setslot(s, "MIGRATING", dst_id)))
-                    .await?,
-            )?;
-            // Every key of the batch's slots, until they are empty.
-            let get_keys = each(&|s| {
-                ["CLUSTER", "GETKEYSINSLOT", s, "1000"]
-                    .map(str::to_owned)
-                    .to_vec()
-            });
-            loop {
-                // One MIGRATE per slot with keys left (MIGRATE takes one slot's keys).
-                let mut migrations = Vec::new();
-                for reply in source.pipeline(&get_keys).await? {
-                    match reply {
-                        Reply::List(keys) if keys.is_empty() => {}
-                        Reply::List(keys) => {
-                            let mut migrate: Vec<Vec<u8>> =
-                                [&b"MIGRATE"[..], host.as_bytes(), port.as_bytes(), b"", b"0"]
-                                    .into_iter()
-                                    .chain([&b"5000"[..], b"KEYS"])
-                                    .map(<[u8]>::to_vec)
-                                    .collect();
-                            migrate.extend(keys);
-                            migrations.push(migrate);
+            let moved = async {
+                let each = |args: &dyn Fn(&str) -> Vec<String>| -> Vec<Vec<String>> {
+                    batch.iter().map(|slot| args(&slot.to_string())).collect()
+                };
+                let setslot = |slot: &str, how: &str, id: &str| {
+                    ["CLUSTER", "SETSLOT", slot, how, id]
+                        .map(str::to_owned)
+                        .to_vec()
+                };
+                all_ok(
+                    target
+                        .pipeline(&each(&|s| setslot(s, "IMPORTING", src_id)))
+                        .await?,
+                )?;
+                all_ok(
+                    source
+                        .pipeline(&each(&|s| setslot(s, "MIGRATING", dst_id)))
+                        .await?,
+                )?;
+                // Every key of the batch's slots, until they are empty.
+                let get_keys = each(&|s| {
+                    ["CLUSTER", "GETKEYSINSLOT", s, "1000"]
+                        .map(str::to_owned)
+                        .to_vec()
+                });
+                loop {
+                    // One MIGRATE per slot with keys left (MIGRATE takes one slot's keys).
+                    let mut migrations = Vec::new();
+                    for reply in source.pipeline(&get_keys).await? {
+                        match reply {
+                            Reply::List(keys) if keys.is_empty() => {}
+                            Reply::List(keys) => {
+                                let mut migrate: Vec<Vec<u8>> =
+                                    [&b"MIGRATE"[..], host.as_bytes(), port.as_bytes(), b"", b"0"]
+                                        .into_iter()
+                                        .chain([&b"5000"[..], b"KEYS"])
+                                        .map(<[u8]>::to_vec)
+                                        .collect();
+                                migrate.extend(keys);
+                                migrations.push(migrate);
+                            }
+                            other => {
+                                return Err(UpstreamError(format!("GETKEYSINSLOT: {other:?}")));
+                            }
                         }
-                        other => return Err(UpstreamError(format!("GETKEYSINSLOT: {other:?}"))),
+                    }
+                    if migrations.is_empty() {
+                        break;
+                    }
+                    // NOKEY: the keys went (deleted, expired) since they were listed.
+                    for reply in source.pipeline(&migrations).await? {
+                        match reply {
+                            Reply::Text(text) if text == "OK" || text == "NOKEY" => {}
+                            other => return Err(UpstreamError(format!("MIGRATE: {other:?}"))),
+                        }
                     }
                 }
-                if migrations.is_empty() {
-                    break;
+                let assign = each(&|s| setslot(s, "NODE", dst_id));
+                all_ok(target.pipeline(&assign).await?)?;
+                all_ok(source.pipeline(&assign).await?)?;
+                for other in &mut others {
+                    // A replica refuses; gossip tells it.
+                    other.pipeline(&assign).await?;
                 }
-                all_ok(source.pipeline(&migrations).await?)?;
+                Ok::<(), UpstreamError>(())
             }
-            let assign = each(&|s| setslot(s, "NODE", dst_id));
-            all_ok(target.pipeline(&assign).await?)?;
-            all_ok(source.pipeline(&assign).await?)?;
-            for other in &mut others {
-                // A replica refuses; gossip tells it.
-                other.pipeline(&assign).await?;
+            .await;
+            if let Err(e) = moved {
+                // Leave no slot half-moved: whoever owns it keeps it.
+                let stable: Vec<Vec<String>> = batch
+                    .iter()
+                    .map(|slot| {
+                        ["CLUSTER", "SETSLOT", &slot.to_string(), "STABLE"]
+                            .map(str::to_owned)
+                            .to_vec()
+                    })
+                    .collect();
+                for index in [src, dst] {
+                    if let Ok(mut session) = Session::open(self.nodes[index].upstream.addr()).await
+                    {
+                        let _ = session.pipeline(&stable).await;
+                    }
+                }
+                return Err(e);
             }
         }
         Ok(slots)

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -22,7 +23,6 @@ use crate::cluster;
 use crate::config::Mode;
 use crate::resp::{self, Command};
 use crate::shared::Shared;
-use crate::subscriptions::Subscriptions;
 use crate::topology::Node;
 use crate::verify::{Refusal, verify};
 use crate::writer::{Confirmation, Slot, write_replies};
@@ -73,8 +73,14 @@ pub(crate) async fn accept_loop(
             shared.stats.connection_opened(front);
             let (slots, slots_rx) = mpsc::unbounded_channel();
             let (client_r, client_w) = tokio::io::split(tls);
-            let writer = tokio::spawn(write_replies(client_w, slots_rx, redirects));
-            let connection = Connection::new(shared.clone(), front, peer, slots);
+            let resp2_subscribed = Arc::new(AtomicBool::new(false));
+            let writer = tokio::spawn(write_replies(
+                client_w,
+                slots_rx,
+                redirects,
+                resp2_subscribed.clone(),
+            ));
+            let connection = Connection::new(shared.clone(), front, peer, slots, resp2_subscribed);
             connection.run(client_r, writer).await;
             shared.stats.connection_closed(front);
         });
@@ -92,8 +98,9 @@ struct Connection {
     deadline: Option<Instant>,
     in_multi: bool,
     resp3: bool,
-    /// What the client subscribed to, as its commands say.
-    subscriptions: Subscriptions,
+    /// Whether the connection is in RESP2 subscribed mode, as the writer
+    /// saw the server confirm it.
+    resp2_subscribed: Arc<AtomicBool>,
     unauthenticated: u32,
     upstream: Option<tokio::net::tcp::OwnedWriteHalf>,
 }
@@ -104,6 +111,7 @@ impl Connection {
         front: usize,
         peer: SocketAddr,
         slots: mpsc::UnboundedSender<Slot>,
+        resp2_subscribed: Arc<AtomicBool>,
     ) -> Self {
         Self {
             shared,
@@ -114,7 +122,7 @@ impl Connection {
             deadline: None,
             in_multi: false,
             resp3: false,
-            subscriptions: Subscriptions::default(),
+            resp2_subscribed,
             unauthenticated: 0,
             upstream: None,
         }
@@ -282,7 +290,6 @@ impl Connection {
                 self.deadline = None;
                 self.in_multi = false;
                 self.resp3 = false;
-                self.subscriptions.clear();
                 Some(Action::ForwardAs(Slot::Reset))
             }
             _ if !self.authenticated => {
@@ -303,11 +310,6 @@ impl Connection {
             b"CLUSTER" if self.shared.config.mode == Mode::Serverless => self.cluster(buf, cmd),
             _ => {
                 let confirmation = Confirmation::of(&name, cmd.args.len() - 1, self.resp3)?;
-                let channels: Vec<&[u8]> = (1..cmd.args.len())
-                    .filter_map(|i| cmd.arg(buf, i))
-                    .collect();
-                self.subscriptions
-                    .command(&name.to_ascii_lowercase(), &channels);
                 Some(Action::ForwardAs(Slot::Confirmation(confirmation)))
             }
         }
@@ -315,7 +317,7 @@ impl Connection {
 
     /// Whether the connection is in RESP2 subscribed mode.
     fn resp2_subscribed(&self) -> bool {
-        !self.resp3 && self.subscriptions.any()
+        self.resp2_subscribed.load(Ordering::Relaxed)
     }
 
     /// `action` for one more unauthenticated command: the connection closes
@@ -493,7 +495,13 @@ impl Connection {
         let upstream = self.shared.fronts[self.front].upstream;
         let text = match cluster::call_text(upstream, &["CLUSTER", "NODES"]).await {
             Ok(text) => text,
-            Err(e) => return Some(Action::Reply(resp::error(&format!("ERR {e}")))),
+            Err(e) => {
+                // (The reason names the server's address: logged, not shown.)
+                tracing::info!(peer = %self.peer, error = %e, "cluster topology unavailable");
+                return Some(Action::Reply(resp::error(
+                    "CLUSTERDOWN The node cannot read the cluster's topology now",
+                )));
+            }
         };
         let fronts = &self.shared.addresses;
         let nodes = Node::parse_all(&text);

@@ -1,8 +1,8 @@
 //! The channels a client connection is subscribed to, per family (channels,
-//! patterns, shard channels): followed by the front from the commands it
-//! forwards (RESP2 subscribed mode allows only a few commands) and by the
-//! writer from the confirmations upstream sends (how many frames an
-//! unsubscribe without channels gets).
+//! patterns, shard channels), followed by the writer from the confirmations
+//! the server sends: how many frames an unsubscribe without channels gets,
+//! and whether a RESP2 connection is in subscribed mode (where the front
+//! refuses `AUTH` and `HELLO`, as Valkey does).
 
 use std::collections::HashSet;
 
@@ -41,21 +41,6 @@ impl Subscriptions {
                 self.0[family].insert(channel.to_vec());
             } else {
                 self.0[family].remove(*channel);
-            }
-        }
-    }
-
-    /// Follows one command, `name` in lower case with its `channels`.
-    pub(crate) fn command(&mut self, name: &[u8], channels: &[&[u8]]) {
-        let Some((family, adds)) = Self::family(name) else {
-            return;
-        };
-        match (adds, channels) {
-            (false, []) => self.0[family].clear(),
-            _ => {
-                for channel in channels {
-                    self.observe(&[Some(name), Some(channel)]);
-                }
             }
         }
     }
@@ -105,16 +90,10 @@ mod tests {
     }
 
     #[test]
-    fn commands_are_followed_as_the_server_follows_them() {
+    fn pubsub_kinds() {
         let mut subs = Subscriptions::default();
-        assert!(!subs.any());
-        subs.command(b"subscribe", &[b"a", b"b"]);
-        subs.command(b"ssubscribe", &[b"s"]);
-        subs.command(b"unsubscribe", &[]);
-        assert!(subs.any(), "the shard channel is still held");
-        subs.command(b"sunsubscribe", &[b"s"]);
-        assert!(!subs.any());
-        subs.command(b"psubscribe", &[b"p*"]);
+        subs.observe(&[Some(b"ssubscribe"), Some(b"s"), Some(b"1")]);
+        assert!(subs.any());
         subs.clear();
         assert!(!subs.any());
         assert!(Subscriptions::is_pubsub_kind(b"smessage"));

@@ -9,6 +9,7 @@
 //! too, as a slow client would make it).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedReadHalf;
@@ -83,6 +84,7 @@ pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
     client: W,
     mut slots: mpsc::UnboundedReceiver<Slot>,
     redirects: Option<Arc<Addresses>>,
+    resp2_subscribed: Arc<AtomicBool>,
 ) {
     let mut replies = Replies {
         redirects,
@@ -99,6 +101,7 @@ pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
         if replies.pass_pushes().await.is_err() {
             return;
         }
+        resp2_subscribed.store(replies.resp2_subscribed(), Ordering::Relaxed);
         let slot = tokio::select! {
             biased;
             slot = slots.recv() => match slot {
@@ -137,6 +140,7 @@ pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
         if !written {
             return;
         }
+        resp2_subscribed.store(replies.resp2_subscribed(), Ordering::Relaxed);
         if slots.is_empty() && replies.out.flush().await.is_err() {
             return;
         }
@@ -230,6 +234,11 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
             self.out.flush().await.map_err(|_| ())?;
         }
         Ok(())
+    }
+
+    /// Whether the server keeps the connection in RESP2 subscribed mode.
+    fn resp2_subscribed(&self) -> bool {
+        self.resp2 && self.subscriptions.any()
     }
 
     /// Whether a complete reply (not a push) is at the head, waiting for its
