@@ -45,17 +45,7 @@ pub fn now() -> SystemTime {
 
 /// A correct token for a serverless cache `name`, user `iam-user-01`, us-east-1.
 pub fn serverless_token(name: &str) -> String {
-    let signer = TokenSigner::builder()
-        .serverless_cache(name)
-        .user_id("iam-user-01")
-        .region("us-east-1")
-        .build()
-        .unwrap();
-    signer
-        .sign(&static_credentials(), now())
-        .unwrap()
-        .expose_secret()
-        .to_owned()
+    token(Kind::Serverless, name)
 }
 
 /// What a token is made for.
