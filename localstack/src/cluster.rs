@@ -45,12 +45,17 @@ const POLL: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub struct Cluster {
     nodes: Vec<Node>,
+    /// One failover or slot migration at a time (a node's server can be
+    /// killed or restarted meanwhile).
+    changing: tokio::sync::Mutex<()>,
 }
 
 /// One server of a [`Cluster`].
 #[derive(Debug)]
 struct Node {
-    upstream: Upstream,
+    /// Its process (locked while stopped or started).
+    upstream: tokio::sync::Mutex<Upstream>,
+    addr: SocketAddr,
     bus_port: u16,
     id: String,
     shard: usize,
@@ -111,7 +116,8 @@ impl Cluster {
         for (index, upstream, bus_port) in started {
             let id = text(call(upstream.addr(), &["CLUSTER", "MYID"]).await?)?;
             nodes.push(Node {
-                upstream,
+                addr: upstream.addr(),
+                upstream: tokio::sync::Mutex::new(upstream),
                 bus_port,
                 id,
                 // Primaries first: node i < shards is shard i's primary.
@@ -119,7 +125,10 @@ impl Cluster {
                 primary: index < shards,
             });
         }
-        let cluster = Self { nodes };
+        let cluster = Self {
+            nodes,
+            changing: tokio::sync::Mutex::new(()),
+        };
         cluster.form(shards).await?;
         Ok(cluster)
     }
@@ -130,7 +139,7 @@ impl Cluster {
         self.nodes
             .iter()
             .map(|node| ClusterNode {
-                addr: node.upstream.addr(),
+                addr: node.addr,
                 id: node.id.clone(),
                 shard: node.shard,
                 primary: node.primary,
@@ -144,7 +153,7 @@ impl Cluster {
         for node in self.nodes.iter().filter(|n| n.primary) {
             let (first, last) = slot_range(node.shard, shards);
             ok(call(
-                node.upstream.addr(),
+                node.addr,
                 &[
                     "CLUSTER",
                     "ADDSLOTSRANGE",
@@ -156,9 +165,9 @@ impl Cluster {
         }
         let first = &self.nodes[0];
         for node in &self.nodes[1..] {
-            let addr = node.upstream.addr();
+            let addr = node.addr;
             ok(call(
-                first.upstream.addr(),
+                first.addr,
                 &[
                     "CLUSTER",
                     "MEET",
@@ -182,7 +191,7 @@ impl Cluster {
                 .iter()
                 .find(|p| p.primary && p.shard == node.shard)
                 .ok_or_else(|| UpstreamError("a shard without a primary".to_owned()))?;
-            ok(call(node.upstream.addr(), &["CLUSTER", "REPLICATE", &primary.id]).await?)?;
+            ok(call(node.addr, &["CLUSTER", "REPLICATE", &primary.id]).await?)?;
         }
         self.wait_ready(deadline).await
     }
@@ -198,11 +207,10 @@ impl Cluster {
         loop {
             let mut ready = true;
             for node in &self.nodes {
-                let info = text(call(node.upstream.addr(), &["CLUSTER", "INFO"]).await?)?;
+                let info = text(call(node.addr, &["CLUSTER", "INFO"]).await?)?;
                 ready &= info.contains("cluster_state:ok");
                 if !node.primary {
-                    let replication =
-                        text(call(node.upstream.addr(), &["INFO", "replication"]).await?)?;
+                    let replication = text(call(node.addr, &["INFO", "replication"]).await?)?;
                     ready &= replication.contains("master_link_status:up");
                 }
             }
@@ -228,7 +236,7 @@ impl Cluster {
         loop {
             let mut all = true;
             for node in &self.nodes {
-                let nodes = text(call(node.upstream.addr(), &["CLUSTER", "NODES"]).await?)?;
+                let nodes = text(call(node.addr, &["CLUSTER", "NODES"]).await?)?;
                 all &= done(&nodes);
             }
             if all {
@@ -244,8 +252,13 @@ impl Cluster {
     }
 
     /// The server of node `index` (in [`nodes`](Self::nodes) order).
-    pub(crate) fn upstream_mut(&mut self, index: usize) -> Option<&mut Upstream> {
-        self.nodes.get_mut(index).map(|node| &mut node.upstream)
+    pub(crate) fn upstream(&self, index: usize) -> Option<&tokio::sync::Mutex<Upstream>> {
+        self.nodes.get(index).map(|node| &node.upstream)
+    }
+
+    /// How many shards the cluster started with.
+    pub(crate) fn shards(&self) -> usize {
+        self.nodes.iter().filter(|n| n.primary).count()
     }
 
     /// How many nodes the cluster has.
@@ -255,7 +268,7 @@ impl Cluster {
 
     /// `CLUSTER NODES` as node `index` sees it now.
     async fn view_of(&self, index: usize) -> Result<Vec<topology::Node>, UpstreamError> {
-        let text = call_text(self.nodes[index].upstream.addr(), &["CLUSTER", "NODES"]).await?;
+        let text = call_text(self.nodes[index].addr, &["CLUSTER", "NODES"]).await?;
         Ok(topology::Node::parse_all(&text))
     }
 
@@ -268,7 +281,7 @@ impl Cluster {
     /// running members see it.
     async fn primary_of(&self, shard: usize) -> Result<usize, UpstreamError> {
         for (index, node) in self.nodes.iter().enumerate() {
-            if node.shard != shard || !node.upstream.is_running() {
+            if node.shard != shard || !node.upstream.lock().await.is_running() {
                 continue;
             }
             let Ok(view) = self.view_of(index).await else {
@@ -294,9 +307,10 @@ impl Cluster {
     /// the slots and the old primary follows it: (old primary, new primary)
     /// node indexes.
     pub(crate) async fn fail_over(&self, shard: usize) -> Result<(usize, usize), UpstreamError> {
-        if shard >= self.nodes.iter().filter(|n| n.primary).count() {
+        if shard >= self.shards() {
             return Err(UpstreamError(format!("there is no shard {shard}")));
         }
+        let _one = self.changing.lock().await;
         let old = self.primary_of(shard).await?;
         let view = self.view_of(old).await?;
         let old_id = &self.nodes[old].id;
@@ -305,7 +319,7 @@ impl Cluster {
             .filter(|n| !n.failed() && n.master_id() == Some(old_id.as_str()))
             .find_map(|n| self.index_of(n))
             .ok_or_else(|| UpstreamError(format!("shard {shard} has no replica to take over")))?;
-        ok(call(self.nodes[new].upstream.addr(), &["CLUSTER", "FAILOVER"]).await?)?;
+        ok(call(self.nodes[new].addr, &["CLUSTER", "FAILOVER"]).await?)?;
         let deadline = monotonic_now() + FORM_TIMEOUT;
         loop {
             let new_view = self.view_of(new).await?;
@@ -344,6 +358,7 @@ impl Cluster {
                 "slots move between two different shards".to_owned(),
             ));
         }
+        let _one = self.changing.lock().await;
         let (src, dst) = (self.primary_of(from).await?, self.primary_of(to).await?);
         let owned: Vec<u16> = self
             .view_of(src)
@@ -360,14 +375,14 @@ impl Cluster {
         }
         let slots = owned[owned.len() - count..].to_vec();
         let (src_id, dst_id) = (&self.nodes[src].id, &self.nodes[dst].id);
-        let dst_addr = self.nodes[dst].upstream.addr();
+        let dst_addr = self.nodes[dst].addr;
         let (host, port) = (dst_addr.ip().to_string(), dst_addr.port().to_string());
-        let mut source = Session::open(self.nodes[src].upstream.addr()).await?;
+        let mut source = Session::open(self.nodes[src].addr).await?;
         let mut target = Session::open(dst_addr).await?;
         let mut others = Vec::new();
         for (index, node) in self.nodes.iter().enumerate() {
-            if index != src && index != dst && node.upstream.is_running() {
-                others.push(Session::open(node.upstream.addr()).await?);
+            if index != src && index != dst && node.upstream.lock().await.is_running() {
+                others.push(Session::open(node.addr).await?);
             }
         }
         // A batch at a time: marked, emptied, given (each step pipelined).
@@ -450,8 +465,7 @@ impl Cluster {
                     })
                     .collect();
                 for index in [src, dst] {
-                    if let Ok(mut session) = Session::open(self.nodes[index].upstream.addr()).await
-                    {
+                    if let Ok(mut session) = Session::open(self.nodes[index].addr).await {
                         let _ = session.pipeline(&stable).await;
                     }
                 }
@@ -461,10 +475,13 @@ impl Cluster {
         Ok(slots)
     }
 
-    /// Kills every server without waiting (for `Drop`).
-    pub(crate) fn kill_now(&mut self) {
-        for node in &mut self.nodes {
-            node.upstream.kill_now();
+    /// Kills every server without waiting (for `Drop`; a server being
+    /// started or stopped right now is left to its own `Drop`).
+    pub(crate) fn kill_now(&self) {
+        for node in &self.nodes {
+            if let Ok(mut upstream) = node.upstream.try_lock() {
+                upstream.kill_now();
+            }
         }
     }
 }
@@ -516,6 +533,24 @@ async fn call(addr: SocketAddr, args: &[&str]) -> Result<Reply, UpstreamError> {
 /// The text reply to one command on a new connection (`CLUSTER NODES`).
 pub(crate) async fn call_text(addr: SocketAddr, args: &[&str]) -> Result<String, UpstreamError> {
     text(call(addr, args).await?)
+}
+
+/// The reply to one command on a new connection, as the server wrote it
+/// (`COMMAND`), within [`CALL_TIMEOUT`].
+pub(crate) async fn call_frame(addr: SocketAddr, args: &[&str]) -> Result<Vec<u8>, UpstreamError> {
+    let mut session = Session::open(addr).await?;
+    let items: Vec<Vec<u8>> = args.iter().map(|a| resp::bulk(a.as_bytes())).collect();
+    let run = async {
+        session
+            .stream
+            .write_all(&resp::array(&items))
+            .await
+            .map_err(|e| UpstreamError(format!("{addr}: {} failed: {e}", args.join(" "))))?;
+        session.read_frame(&args.join(" ")).await
+    };
+    tokio::time::timeout(CALL_TIMEOUT, run)
+        .await
+        .map_err(|_| UpstreamError(format!("{addr}: no reply within {CALL_TIMEOUT:?}")))?
 }
 
 /// A connection to one server for a series of set-up commands.
@@ -600,14 +635,17 @@ impl Session {
 
     /// The next reply.
     async fn read_reply(&mut self, name: &str) -> Result<Reply, UpstreamError> {
+        Ok(Reply::parse(&self.read_frame(name).await?))
+    }
+
+    /// The next reply, as the server wrote it.
+    async fn read_frame(&mut self, name: &str) -> Result<Vec<u8>, UpstreamError> {
         let addr = self.addr;
         loop {
             if let Some(len) = resp::reply_len(&self.buf)
                 .map_err(|e| UpstreamError(format!("{addr}: unreadable reply: {}", e.0)))?
             {
-                let reply = Reply::parse(&self.buf[..len]);
-                self.buf.drain(..len);
-                return Ok(reply);
+                return Ok(self.buf.drain(..len).collect());
             }
             let mut chunk = [0u8; 16 * 1024];
             let n = self

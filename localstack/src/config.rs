@@ -12,7 +12,8 @@ use crate::upstream::Engine;
 /// What kind of cache the front pretends to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// An ElastiCache Serverless cache: cluster protocol, one shard at the front,
+    /// An ElastiCache Serverless cache: cluster protocol, one endpoint for
+    /// every slot (and a replica-read endpoint) in front of a real cluster;
     /// tokens must carry `ResourceType=ServerlessCache`.
     Serverless,
     /// A node-based replication group: one primary (cluster mode disabled),
@@ -39,6 +40,13 @@ impl ClusterShape {
         shards: 3,
         replicas: 1,
     };
+
+    /// The cluster behind a serverless cache unless told otherwise: one
+    /// shard with a replica (enough for `CROSSSLOT` and replica reads).
+    pub const SERVERLESS: Self = Self {
+        shards: 1,
+        replicas: 1,
+    };
 }
 
 /// How to run a [`Stack`](crate::Stack). Start from [`StackConfig::serverless`] or
@@ -48,8 +56,9 @@ impl ClusterShape {
 pub struct StackConfig {
     /// The kind of cache.
     pub mode: Mode,
-    /// A real cluster upstream of this shape, one front per node; `None`: one
-    /// server (cluster mode disabled). Always set for MemoryDB.
+    /// A real cluster upstream of this shape, one front per node (serverless:
+    /// behind its two endpoints); `None`: one server (cluster mode disabled).
+    /// Always set for MemoryDB and serverless.
     pub cluster: Option<ClusterShape>,
     /// The cache name (serverless) or replication group id, which tokens sign.
     pub cache_name: String,
@@ -85,7 +94,11 @@ impl StackConfig {
     fn new(mode: Mode, cache_name: &str) -> Self {
         Self {
             mode,
-            cluster: (mode == Mode::MemoryDb).then_some(ClusterShape::DEFAULT),
+            cluster: match mode {
+                Mode::MemoryDb => Some(ClusterShape::DEFAULT),
+                Mode::Serverless => Some(ClusterShape::SERVERLESS),
+                Mode::ReplicationGroup => None,
+            },
             cache_name: cache_name.to_owned(),
             user_id: "iam-user-01".to_owned(),
             region: "us-east-1".to_owned(),
@@ -102,7 +115,10 @@ impl StackConfig {
         }
     }
 
-    /// An ElastiCache Serverless cache named `name`, user `iam-user-01`, region `us-east-1`.
+    /// An ElastiCache Serverless cache named `name`, user `iam-user-01`,
+    /// region `us-east-1`, in front of a cluster of
+    /// [`ClusterShape::SERVERLESS`] unless [`cluster_mode`](Self::cluster_mode)
+    /// says otherwise.
     pub fn serverless(name: &str) -> Self {
         Self::new(Mode::Serverless, name)
     }
@@ -119,8 +135,9 @@ impl StackConfig {
         Self::new(Mode::MemoryDb, name)
     }
 
-    /// A real cluster of `shards` × (1 + `replicas`) servers, one front per
-    /// node (a cluster-mode-enabled replication group, or MemoryDB's shape).
+    /// A real cluster of `shards` × (1 + `replicas`) servers: one front per
+    /// node (a cluster-mode-enabled replication group, or MemoryDB's shape),
+    /// or behind a serverless cache's endpoints.
     #[must_use]
     pub fn cluster_mode(mut self, shards: usize, replicas: usize) -> Self {
         self.cluster = Some(ClusterShape { shards, replicas });

@@ -243,6 +243,13 @@ async fn faults(
     State(state): State<Arc<EndpointsState>>,
     Json(request): Json<FaultRequest>,
 ) -> Response {
+    // Nothing is applied unless everything asked for can be.
+    if let Err(message) = check(&request, &state.shared) {
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    }
+    let failed = |e: crate::upstream::UpstreamError| {
+        (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+    };
     let mut applied = Vec::new();
     if request.drop_connections {
         state.shared.drop_all_connections();
@@ -274,32 +281,15 @@ async fn faults(
         }
     }
     if let Some(action) = &request.upstream {
-        match action.as_str() {
-            "stop" => state.shared.stop_upstream().await,
-            "start" => {
-                if let Err(e) = state.shared.start_upstream().await {
-                    return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
-                }
-            }
-            other => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    format!("upstream must be \"stop\" or \"start\", not {other:?}"),
-                )
-                    .into_response();
-            }
+        if action == "stop" {
+            state.shared.stop_upstream().await;
+        } else if let Err(e) = state.shared.start_upstream().await {
+            return failed(e);
         }
         applied.push(format!("upstream={action}"));
     }
     let shared = &state.shared;
     if let Some(index) = request.drop_node_connections {
-        if index >= shared.fronts.len() {
-            let message = format!(
-                "there is no node {index}: the stack has {}",
-                shared.fronts.len()
-            );
-            return (StatusCode::BAD_REQUEST, message).into_response();
-        }
         shared.drop_connections_of(index);
         applied.push(format!("drop_node_connections={index}"));
     }
@@ -320,7 +310,7 @@ async fn faults(
         };
         match outcome {
             Ok(detail) => applied.push(format!("{name}={value}{detail}")),
-            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            Err(e) => return failed(e),
         }
     }
     if let Some(SlotMigration { from, to, count }) = request.migrate_slots {
@@ -329,8 +319,59 @@ async fn faults(
                 "migrate_slots: {} slots from shard {from} to shard {to}",
                 slots.len()
             )),
-            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            Err(e) => return failed(e),
         }
     }
     Json(serde_json::json!({ "applied": applied })).into_response()
+}
+
+/// What in `request` cannot be done on this stack, if anything.
+fn check(request: &FaultRequest, shared: &Shared) -> Result<(), String> {
+    if let Some(action) = request.upstream.as_deref()
+        && !matches!(action, "stop" | "start")
+    {
+        return Err(format!(
+            "upstream must be \"stop\" or \"start\", not {action:?}"
+        ));
+    }
+    if let Some(index) = request.drop_node_connections
+        && index >= shared.fronts.len()
+    {
+        return Err(format!(
+            "there is no node {index}: the stack has {}",
+            shared.fronts.len()
+        ));
+    }
+    for index in [request.kill_node, request.restart_node]
+        .into_iter()
+        .flatten()
+    {
+        if index >= shared.servers.len() {
+            return Err(format!(
+                "there is no node {index}: the stack has {}",
+                shared.servers.len()
+            ));
+        }
+    }
+    let shards = shared.shards();
+    let shard = |what: &str, shard: usize| match shards {
+        None => Err(format!(
+            "{what} needs a cluster (--cluster-mode, --memorydb-cluster or --serverless-cache)"
+        )),
+        Some(shards) if shard >= shards => Err(format!(
+            "there is no shard {shard}: the cluster has {shards}"
+        )),
+        Some(_) => Ok(()),
+    };
+    if let Some(failover) = request.failover_shard {
+        shard("a failover", failover)?;
+    }
+    if let Some(SlotMigration { from, to, .. }) = request.migrate_slots {
+        shard("a slot migration", from)?;
+        shard("a slot migration", to)?;
+        if from == to {
+            return Err("slots move between two different shards".to_owned());
+        }
+    }
+    Ok(())
 }

@@ -6,6 +6,11 @@
 //! `READONLY`, `READWRITE`, `QUIT`, and everything before authentication) and
 //! forwards the rest. A writer task (`writer`) sends replies back in command
 //! order, RESP3 pushes as they arrive.
+//!
+//! A node's front has one upstream connection, to its server. The serverless
+//! fronts open one per cluster server they need and route each command
+//! (`serverless`, `router`). A new upstream connection is set up as the
+//! client's others are (`HELLO 3`, `READONLY`) before its first command.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,15 +27,18 @@ use crate::clock::monotonic_now;
 use crate::cluster;
 use crate::config::Mode;
 use crate::resp::{self, Command};
+use crate::serverless::{Decision, Forward, Routed, Routing};
 use crate::shared::Shared;
-use crate::topology::Node;
+use crate::topology::{Addresses, Node};
 use crate::verify::{Refusal, verify};
-use crate::writer::{Confirmation, Slot, write_replies};
+use crate::writer::{Chunk, Confirmation, Redirects, Slot, read_upstream, write_replies};
 
 /// Unauthenticated commands tolerated before the connection is closed.
 const MAX_UNAUTHENTICATED: u32 = 10;
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 const NOAUTH: &str = "NOAUTH Authentication required.";
+/// Chunks read from upstream that may wait for the writer.
+const CHUNKS: usize = 64;
 
 /// What the front does with one command.
 enum Action {
@@ -38,11 +46,39 @@ enum Action {
     Ignore,
     Reply(Vec<u8>),
     ReplyAndClose(Vec<u8>),
-    /// Send these bytes upstream instead of the command (a rewritten `HELLO`).
-    Forward(Vec<u8>),
-    /// Forward the command as is, its answer read as this slot says
-    /// (subscriptions, `RESET`).
-    ForwardAs(Slot),
+    /// Send these bytes upstream instead of the command (a rewritten
+    /// `HELLO`), then the connection speaks RESP3 (`Some(true)`) or RESP2.
+    Forward(Vec<u8>, Option<bool>),
+    /// Forward the command as is, to where it routes, its answer read as
+    /// this says (subscriptions, `RESET`).
+    ForwardAs(Expect),
+    /// Forward the command as is, as this says (a serverless transaction's
+    /// server).
+    ForwardHow(Forward),
+    /// Send `DISCARD` to this upstream connection, and answer the command
+    /// with this (an `EXEC` after a refused command).
+    DiscardAndReply(usize, Vec<u8>),
+    /// Send the command to every open upstream connection (answers not
+    /// passed on), and answer it with this (serverless `READONLY`).
+    ToAllAndReply(Vec<u8>),
+}
+
+/// What answers a forwarded command.
+#[derive(Clone, Copy)]
+enum Expect {
+    Reply,
+    Confirmation(Confirmation),
+    Reset,
+}
+
+impl Expect {
+    fn slot(self, upstream: usize) -> Slot {
+        match self {
+            Self::Reply => Slot::Upstream(upstream),
+            Self::Confirmation(c) => Slot::Confirmation(c, upstream),
+            Self::Reset => Slot::Reset(upstream),
+        }
+    }
 }
 
 /// Serves front number `front` of `shared.fronts` on `listener`.
@@ -52,9 +88,24 @@ pub(crate) async fn accept_loop(
     shared: Arc<Shared>,
     front: usize,
 ) {
-    let redirects = shared
-        .clustered()
-        .then(|| Arc::new(shared.addresses.clone()));
+    let redirects = match &shared.router {
+        // The serverless endpoint is the only address clients know.
+        Some(router) => Redirects {
+            addresses: Some(Arc::new(Addresses::new(
+                &shared.config.advertised_host,
+                (0..router.len()).filter_map(|i| {
+                    Some((router.server(i)?.port(), shared.fronts[front].addr.port()))
+                }),
+            ))),
+            router: Some(router.clone()),
+        },
+        None => Redirects {
+            addresses: shared
+                .clustered()
+                .then(|| Arc::new(shared.addresses.clone())),
+            router: None,
+        },
+    };
     loop {
         let Ok((tcp, peer)) = listener.accept().await else {
             continue;
@@ -72,15 +123,18 @@ pub(crate) async fn accept_loop(
             };
             shared.stats.connection_opened(front);
             let (slots, slots_rx) = mpsc::unbounded_channel();
+            let (chunks, chunks_rx) = mpsc::channel(CHUNKS);
             let (client_r, client_w) = tokio::io::split(tls);
             let resp2_subscribed = Arc::new(AtomicBool::new(false));
             let writer = tokio::spawn(write_replies(
                 client_w,
                 slots_rx,
+                chunks_rx,
                 redirects,
                 resp2_subscribed.clone(),
             ));
-            let connection = Connection::new(shared.clone(), front, peer, slots, resp2_subscribed);
+            let connection =
+                Connection::new(shared.clone(), front, peer, slots, chunks, resp2_subscribed);
             connection.run(client_r, writer).await;
             shared.stats.connection_closed(front);
         });
@@ -93,6 +147,8 @@ struct Connection {
     front: usize,
     peer: SocketAddr,
     slots: mpsc::UnboundedSender<Slot>,
+    /// Where the upstream connections' readers send what they read.
+    chunks: mpsc::Sender<Chunk>,
     authenticated: bool,
     /// When the connection is closed unless it re-authenticates first.
     deadline: Option<Instant>,
@@ -102,7 +158,20 @@ struct Connection {
     /// saw the server confirm it.
     resp2_subscribed: Arc<AtomicBool>,
     unauthenticated: u32,
-    upstream: Option<tokio::net::tcp::OwnedWriteHalf>,
+    /// The upstream connections, by number: the node's server (0), or for
+    /// the serverless fronts the router's servers.
+    upstreams: Vec<Option<tokio::net::tcp::OwnedWriteHalf>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    /// The serverless fronts' routing.
+    routing: Option<Routing>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for reader in &self.readers {
+            reader.abort();
+        }
+    }
 }
 
 impl Connection {
@@ -111,20 +180,28 @@ impl Connection {
         front: usize,
         peer: SocketAddr,
         slots: mpsc::UnboundedSender<Slot>,
+        chunks: mpsc::Sender<Chunk>,
         resp2_subscribed: Arc<AtomicBool>,
     ) -> Self {
+        let routing = shared
+            .router
+            .clone()
+            .map(|router| Routing::new(router, shared.fronts[front].reader));
         Self {
             shared,
             front,
             peer,
             slots,
+            chunks,
             authenticated: false,
             deadline: None,
             in_multi: false,
             resp3: false,
             resp2_subscribed,
             unauthenticated: 0,
-            upstream: None,
+            upstreams: Vec::new(),
+            readers: Vec::new(),
+            routing,
         }
     }
 
@@ -172,17 +249,31 @@ impl Connection {
         if forced {
             writer.abort();
         } else {
+            // The writer passes on what is still to come, then closes: the
+            // readers stay until it is done (upstream sees the connection's
+            // end when the write halves go).
             let _ = self.slots.send(Slot::Close);
+            let readers = std::mem::take(&mut self.readers);
             drop(self);
             drop(writer_alive);
             let _ = writer.await;
+            for reader in readers {
+                reader.abort();
+            }
         }
     }
 
     /// Handle every complete command in `buf`. `Ok(false)`: close the connection.
     async fn process(&mut self, buf: &mut Vec<u8>) -> Result<bool, ()> {
+        if let Some(routing) = &self.routing
+            && self.authenticated
+        {
+            routing.router().refresh_if_stale().await;
+        }
         let mut consumed = 0;
-        let mut batch_from: Option<usize> = None;
+        // Commands forwarded as they are, written together: where they
+        // start in `buf`, and their upstream connection.
+        let mut batch: Option<(usize, usize)> = None;
         let mut forwarded = 0u64;
         let mut keep_open = true;
         loop {
@@ -198,74 +289,241 @@ impl Connection {
             };
             let at = consumed;
             consumed += cmd.len;
+            let bytes = &buf[at..consumed];
+            // (An ASKING goes with the command after it, whatever that is.)
+            let asking = self.routing.as_mut().is_some_and(Routing::take_asking);
             let action = if cmd.args.is_empty() {
-                Some(Action::Ignore)
+                Action::Ignore
             } else {
-                self.own_reply(&buf[at..consumed], &cmd).await
+                self.own_reply(bytes, &cmd, asking)
+                    .await
+                    .unwrap_or(Action::ForwardAs(Expect::Reply))
             };
-            let action = match action {
-                None => Err(Slot::Upstream),
-                Some(Action::ForwardAs(slot)) => Err(slot),
-                Some(action) => Ok(action),
+            let routed = match action {
+                Action::ForwardAs(expect) => self.route(bytes, &cmd, expect, asking),
+                Action::ForwardHow(forward) => Ok((forward, Expect::Reply)),
+                action => Err(action),
             };
-            let action = match action {
-                Ok(action) => action,
-                Err(slot) => {
-                    // Forwarded as is, in one write with its neighbours.
-                    batch_from.get_or_insert(at);
-                    forwarded += 1;
-                    let _ = self.slots.send(slot);
+            let (forward, expect) = match routed {
+                Ok(forward) => forward,
+                Err(action) => {
+                    // The batch so far goes first.
+                    if let Some((from, upstream)) = batch.take() {
+                        self.send_to(upstream, &buf[from..at]).await?;
+                    }
+                    match self.act(action, bytes).await? {
+                        Some(sent) => forwarded += sent,
+                        None => {
+                            keep_open = false;
+                            break;
+                        }
+                    }
                     continue;
                 }
             };
-            if let Some(from) = batch_from.take() {
-                self.send_upstream(&buf[from..at]).await?;
+            // Forwarded as is, in one write with its neighbours for the same
+            // upstream connection (what goes before it goes first).
+            if let Some((from, upstream)) = batch
+                && (upstream != forward.upstream
+                    || !forward.prelude.is_empty()
+                    || !self.is_open(forward.upstream))
+            {
+                self.send_to(upstream, &buf[from..at]).await?;
+                batch = None;
             }
-            match action {
-                Action::Ignore => {}
-                Action::Reply(reply) => {
-                    let _ = self.slots.send(Slot::Local(reply));
+            if !self.is_open(forward.upstream)
+                && self.open(forward.upstream, forward.replica).await.is_err()
+            {
+                let in_multi = self.in_multi;
+                if let Some(routing) = &mut self.routing {
+                    routing.not_sent(in_multi);
                 }
-                Action::ReplyAndClose(reply) => {
-                    let _ = self.slots.send(Slot::Local(reply));
-                    keep_open = false;
-                    break;
-                }
-                Action::Forward(bytes) => {
-                    let _ = self.slots.send(Slot::Upstream);
-                    self.send_upstream(&bytes).await?;
-                    forwarded += 1;
-                }
-                Action::ForwardAs(_) => {} // (passed on above)
+                let reply = resp::error("TRYAGAIN the server for this slot is unavailable");
+                let _ = self.slots.send(Slot::Local(reply));
+                continue;
+            }
+            for command in &forward.prelude {
+                let _ = self.slots.send(Slot::Discard(forward.upstream));
+                self.send_to(forward.upstream, command).await?;
+            }
+            if matches!(expect, Expect::Reset) {
+                // (Serverless) every connection is reset, one answers.
+                self.send_to_the_others(forward.upstream, bytes).await?;
+            }
+            let _ = self.slots.send(expect.slot(forward.upstream));
+            batch.get_or_insert((at, forward.upstream));
+            forwarded += 1;
+            if let Some(routing) = &mut self.routing {
+                routing.commit(&forward);
             }
         }
-        if let Some(from) = batch_from {
-            self.send_upstream(&buf[from..consumed]).await?;
+        if let Some((from, upstream)) = batch {
+            self.send_to(upstream, &buf[from..consumed]).await?;
         }
         self.shared.stats.commands(self.front, forwarded);
         buf.drain(..consumed);
         Ok(keep_open)
     }
 
-    async fn send_upstream(&mut self, data: &[u8]) -> Result<(), ()> {
-        match &mut self.upstream {
-            Some(up) => up.write_all(data).await.map_err(|_| ()),
-            None => Err(()),
+    /// Carries out an action that is not a command forwarded as is (`bytes`):
+    /// the number of commands sent upstream, or `None` to close.
+    async fn act(&mut self, action: Action, bytes: &[u8]) -> Result<Option<u64>, ()> {
+        match action {
+            Action::Reply(reply) => {
+                let _ = self.slots.send(Slot::Local(reply));
+            }
+            Action::ReplyAndClose(reply) => {
+                let _ = self.slots.send(Slot::Local(reply));
+                return Ok(None);
+            }
+            Action::Forward(hello, resp3) => {
+                // (A rewritten HELLO: every connection switches, one answers.)
+                if self.open_home().await.is_err() {
+                    let reply = resp::error("TRYAGAIN the server is unavailable");
+                    let _ = self.slots.send(Slot::Local(reply));
+                    return Ok(Some(0));
+                }
+                let home = self.home();
+                self.send_to_the_others(home, &hello).await?;
+                let _ = self.slots.send(Slot::Upstream(home));
+                self.send_to(home, &hello).await?;
+                if let Some(resp3) = resp3 {
+                    self.resp3 = resp3;
+                }
+                return Ok(Some(1));
+            }
+            Action::DiscardAndReply(upstream, reply) => {
+                let discard = resp::array(&[resp::bulk(b"DISCARD")]);
+                let _ = self.slots.send(Slot::Discard(upstream));
+                self.send_to(upstream, &discard).await?;
+                let _ = self.slots.send(Slot::Local(reply));
+                return Ok(Some(1));
+            }
+            Action::ToAllAndReply(reply) => {
+                self.send_to_the_others(usize::MAX, bytes).await?;
+                let _ = self.slots.send(Slot::Local(reply));
+            }
+            Action::Ignore | Action::ForwardAs(_) | Action::ForwardHow(_) => {}
+        }
+        Ok(Some(0))
+    }
+
+    /// The upstream connection commands without keys go to.
+    fn home(&self) -> usize {
+        self.routing.as_ref().map_or(0, Routing::home)
+    }
+
+    /// Where the command `cmd` in `bytes` goes (serverless: by its key's
+    /// slot), or the front's own answer.
+    fn route(
+        &mut self,
+        bytes: &[u8],
+        cmd: &Command,
+        expect: Expect,
+        asking: bool,
+    ) -> Result<(Forward, Expect), Action> {
+        let in_multi = self.in_multi;
+        let open = (0..self.upstreams.len()).find(|&i| self.is_open(i));
+        let Some(routing) = &mut self.routing else {
+            return Ok((Forward::to(0), expect));
+        };
+        if matches!(expect, Expect::Reset) {
+            // To a connection there is, the others follow.
+            return Ok((Forward::to(open.unwrap_or_else(|| routing.home())), expect));
+        }
+        let args: Vec<&[u8]> = (0..cmd.args.len())
+            .filter_map(|i| cmd.arg(bytes, i))
+            .collect();
+        let name = args
+            .first()
+            .map(|n| n.to_ascii_uppercase())
+            .unwrap_or_default();
+        let reply = matches!(expect, Expect::Reply);
+        match routing.route(bytes, &args, &name, reply, in_multi, asking) {
+            Routed::Forward(forward) => Ok((forward, expect)),
+            Routed::Reply(reply) => Err(Action::Reply(reply)),
         }
     }
 
+    /// Sends `bytes` to every open upstream connection but `upstream`, each
+    /// answer not passed on.
+    async fn send_to_the_others(&mut self, upstream: usize, bytes: &[u8]) -> Result<(), ()> {
+        for other in 0..self.upstreams.len() {
+            if other != upstream && self.is_open(other) {
+                let _ = self.slots.send(Slot::Discard(other));
+                self.send_to(other, bytes).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn is_open(&self, upstream: usize) -> bool {
+        matches!(self.upstreams.get(upstream), Some(Some(_)))
+    }
+
+    async fn send_to(&mut self, upstream: usize, data: &[u8]) -> Result<(), ()> {
+        match self.upstreams.get_mut(upstream) {
+            Some(Some(up)) => up.write_all(data).await.map_err(|_| ()),
+            _ => Err(()),
+        }
+    }
+
+    /// Opens upstream connection `upstream`, set up as the others are: the
+    /// client's protocol, and `READONLY` on a `replica` (serverless, after
+    /// the client's `READONLY` on the replica-read endpoint: on every one).
+    async fn open(&mut self, upstream: usize, replica: bool) -> Result<(), ()> {
+        let addr = match &self.routing {
+            Some(routing) => routing.server(upstream).ok_or(())?,
+            None => self.shared.fronts[self.front].upstream,
+        };
+        let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+            .await
+            .map_err(|_| ())?
+            .map_err(|_| ())?;
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        if self.upstreams.len() <= upstream {
+            self.upstreams.resize_with(upstream + 1, || None);
+        }
+        self.upstreams[upstream] = Some(w);
+        self.readers.push(tokio::spawn(read_upstream(
+            r,
+            upstream,
+            self.chunks.clone(),
+        )));
+        let mut setup = Vec::new();
+        if self.resp3 {
+            setup.push(resp::array(&[resp::bulk(b"HELLO"), resp::bulk(b"3")]));
+        }
+        if replica || self.routing.as_ref().is_some_and(Routing::replica_reads) {
+            setup.push(resp::array(&[resp::bulk(b"READONLY")]));
+        }
+        for command in setup {
+            let _ = self.slots.send(Slot::Discard(upstream));
+            self.send_to(upstream, &command).await?;
+        }
+        Ok(())
+    }
+
     /// The front's own handling of a command, or `None` to forward it as is.
-    async fn own_reply(&mut self, buf: &[u8], cmd: &Command) -> Option<Action> {
+    async fn own_reply(&mut self, buf: &[u8], cmd: &Command, asking: bool) -> Option<Action> {
         let name = cmd.arg(buf, 0).unwrap_or_default().to_ascii_uppercase();
         match name.as_slice() {
-            b"AUTH" | b"HELLO" if self.resp2_subscribed() => {
-                // Valkey allows only a few commands in RESP2 subscribed mode.
-                let name = String::from_utf8_lossy(&name).to_ascii_lowercase();
-                Some(Action::Reply(resp::error(&format!(
-                    "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING \
-                     / QUIT / RESET are allowed in this context"
-                ))))
+            b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
+            | b"SUNSUBSCRIBE" | b"PING" | b"QUIT" | b"RESET" => {}
+            _ if self.resp2_subscribed() && self.routing.is_some() => {
+                // (Serverless: the other servers would run it.)
+                return Some(Action::Reply(resp2_subscribed_refusal(&name)));
             }
+            _ => {}
+        }
+        match name.as_slice() {
+            b"AUTH" | b"HELLO" if self.resp2_subscribed() => {
+                Some(Action::Reply(resp2_subscribed_refusal(&name)))
+            }
+            b"HELLO" if self.in_multi && self.routing.is_some() => Some(Action::Reply(
+                resp::error("ERR HELLO inside MULTI is not supported by this serverless endpoint"),
+            )),
             b"AUTH" | b"HELLO" => {
                 let action = if name == b"AUTH" {
                     self.auth(buf, cmd).await
@@ -290,10 +548,25 @@ impl Connection {
                 self.deadline = None;
                 self.in_multi = false;
                 self.resp3 = false;
-                Some(Action::ForwardAs(Slot::Reset))
+                if let Some(routing) = &mut self.routing {
+                    routing.reset();
+                }
+                Some(Action::ForwardAs(Expect::Reset))
             }
             _ if !self.authenticated => {
                 Some(self.unauthenticated(Action::Reply(resp::error(NOAUTH))))
+            }
+            b"MULTI" | b"EXEC" | b"DISCARD" | b"UNWATCH" | b"ASKING" if self.routing.is_some() => {
+                let routing = self.routing.as_mut()?;
+                Some(
+                    match routing.transaction(&name, &mut self.in_multi, asking)? {
+                        Decision::Reply(reply) => Action::Reply(reply),
+                        Decision::Forward(forward) => Action::ForwardHow(forward),
+                        Decision::DiscardAndReply(upstream, reply) => {
+                            Action::DiscardAndReply(upstream, reply)
+                        }
+                    },
+                )
             }
             b"MULTI" => {
                 self.in_multi = true;
@@ -304,13 +577,23 @@ impl Connection {
                 None
             }
             b"READONLY" | b"READWRITE" if self.shared.config.mode == Mode::Serverless => {
-                Some(Action::Reply(resp::simple("OK")))
+                let ok = resp::simple("OK");
+                let routing = self.routing.as_mut()?;
+                let servers_follow = routing.set_readonly(name == b"READONLY");
+                Some(if self.in_multi {
+                    // (Queued, as the server queues it.)
+                    Action::ForwardAs(Expect::Reply)
+                } else if servers_follow {
+                    Action::ToAllAndReply(ok)
+                } else {
+                    Action::Reply(ok)
+                })
             }
             b"CLUSTER" if self.shared.clustered() => self.cluster_topology(buf, cmd).await,
             b"CLUSTER" if self.shared.config.mode == Mode::Serverless => self.cluster(buf, cmd),
             _ => {
                 let confirmation = Confirmation::of(&name, cmd.args.len() - 1, self.resp3)?;
-                Some(Action::ForwardAs(Slot::Confirmation(confirmation)))
+                Some(Action::ForwardAs(Expect::Confirmation(confirmation)))
             }
         }
     }
@@ -397,7 +680,8 @@ impl Connection {
                 return Action::Reply(resp::error(WRONGPASS));
             }
         };
-        if self.upstream.is_none() && self.connect_upstream().await.is_err() {
+        // (Serverless: the others open as commands need them.)
+        if self.open_home().await.is_err() {
             return Action::ReplyAndClose(resp::error("ERR upstream server unavailable"));
         }
         shared.stats.auth_ok(self.front, reauth, signer.as_deref());
@@ -405,20 +689,29 @@ impl Connection {
         self.unauthenticated = 0;
         self.deadline = Some(monotonic_now() + shared.config.max_auth_age);
         match hello {
-            Some(forward) => Action::Forward(forward),
+            Some(forward) => Action::Forward(forward, None),
             None => Action::Reply(resp::simple("OK")),
         }
     }
 
-    async fn connect_upstream(&mut self) -> Result<(), ()> {
-        let stream = TcpStream::connect(self.shared.fronts[self.front].upstream)
-            .await
-            .map_err(|_| ())?;
-        let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
-        self.upstream = Some(w);
-        let _ = self.slots.send(Slot::UpstreamConnected(r));
-        Ok(())
+    /// Opens the upstream connection commands without keys go to, if it is
+    /// not open (serverless: once more after reading the slot map again, if
+    /// that server is down).
+    async fn open_home(&mut self) -> Result<(), ()> {
+        let home = self.home();
+        if self.is_open(home) || self.open(home, false).await.is_ok() {
+            return Ok(());
+        }
+        let Some(routing) = &self.routing else {
+            return Err(());
+        };
+        routing.router().mark_stale();
+        routing.router().refresh_if_stale().await;
+        let home = self.home();
+        if self.is_open(home) {
+            return Ok(());
+        }
+        self.open(home, false).await
     }
 
     /// `HELLO [protover [AUTH user pass] [SETNAME name]]`: authenticate here,
@@ -443,18 +736,31 @@ impl Connection {
             }
         }
         let mut forward: Vec<&[u8]> = vec![b"HELLO"];
+        forward.extend(cmd.arg(buf, 1));
         let mut credentials: Option<(&[u8], &[u8])> = None;
-        let mut i = 1;
+        // Every option is read (and a bad one refused) before authentication,
+        // as Valkey does.
+        let mut i = 2;
         while i < cmd.args.len() {
-            if i > 1 && cmd.arg_is(buf, i, "AUTH") {
-                let (Some(user), Some(pass)) = (cmd.arg(buf, i + 1), cmd.arg(buf, i + 2)) else {
-                    return Action::Reply(resp::error("ERR Syntax error in HELLO option 'auth'"));
-                };
-                credentials = Some((user, pass));
+            let option = cmd.arg(buf, i).unwrap_or_default();
+            let more = cmd.args.len() - i - 1;
+            if option.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
+                credentials = cmd.arg(buf, i + 1).zip(cmd.arg(buf, i + 2));
                 i += 3;
+            } else if option.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
+                let name = cmd.arg(buf, i + 1).unwrap_or_default();
+                if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+                    return Action::Reply(resp::error(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    ));
+                }
+                forward.extend([option, name]);
+                i += 2;
             } else {
-                forward.push(cmd.arg(buf, i).unwrap_or_default());
-                i += 1;
+                return Action::Reply(resp::error(&format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(option)
+                )));
             }
         }
         let proto = cmd.arg(buf, 1);
@@ -472,14 +778,13 @@ impl Connection {
                      client and select the RESP protocol version at the same time",
                 ));
             }
-            None => Action::Forward(encoded),
+            None => Action::Forward(encoded, None),
         };
-        if matches!(action, Action::Forward(_))
-            && let Some(proto) = proto
-        {
-            self.resp3 = proto == b"3";
+        match action {
+            // (The protocol changes once the HELLO is sent.)
+            Action::Forward(bytes, _) => Action::Forward(bytes, proto.map(|p| p == b"3")),
+            action => action,
         }
-        action
     }
 
     /// `CLUSTER SLOTS | SHARDS | NODES | REPLICAS | SLAVES` in cluster modes:
@@ -528,7 +833,8 @@ impl Connection {
     }
 
     /// `CLUSTER SLOTS | SHARDS | NODES | INFO | MYID` for the serverless topology:
-    /// one shard, slots 0-16383, at the front's address.
+    /// one shard, slots 0-16383, at the front's address; `KEYSLOT` is the
+    /// servers'; the rest is refused.
     fn cluster(&self, buf: &[u8], cmd: &Command) -> Option<Action> {
         let host = self.shared.config.advertised_host.as_bytes();
         let port = i64::from(self.shared.fronts[self.front].addr.port());
@@ -571,11 +877,26 @@ impl Connection {
             resp::bulk(b"cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_known_nodes:1\r\ncluster_size:1\r\n")
         } else if cmd.arg_is(buf, 1, "MYID") {
             resp::bulk(id)
+        } else if cmd.arg_is(buf, 1, "KEYSLOT") {
+            return None; // (any server knows)
         } else {
-            return None;
+            // Not the servers' own cluster behind the endpoint.
+            let sub = String::from_utf8_lossy(cmd.arg(buf, 1).unwrap_or_default()).to_uppercase();
+            resp::error(&format!(
+                "ERR CLUSTER {sub} is not available on a serverless cache"
+            ))
         };
         Some(Action::Reply(reply))
     }
+}
+
+/// Valkey's refusal of command `name` in RESP2 subscribed mode.
+fn resp2_subscribed_refusal(name: &[u8]) -> Vec<u8> {
+    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+    resp::error(&format!(
+        "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
+         RESET are allowed in this context"
+    ))
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

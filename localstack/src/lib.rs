@@ -10,7 +10,8 @@
 //!   recomputed from the stack's known credentials, every claim checked (see
 //!   [`verify::Refusal`] for the reasons counted), connections closed once their
 //!   last authentication is older than the max auth age (the 12-hour rule,
-//!   scalable to seconds), and the serverless cluster topology;
+//!   scalable to seconds); a serverless cache's endpoint and replica-read
+//!   endpoint route to a real cluster behind them;
 //! - **mock AWS credential endpoints** (ECS container credentials, EKS Pod
 //!   Identity, STS `AssumeRoleWithWebIdentity`) issuing temporary credentials the
 //!   front accepts until they expire, and an **admin endpoint** for counters and
@@ -29,6 +30,8 @@
 //! | `registry` | known credentials and allowed principals |
 //! | `front` | the TLS RESP proxy: authentication, 12-hour rule, topology |
 //! | `topology` | topology replies and redirects with the fronts' addresses |
+//! | `keys`, `router` | the serverless fronts' routing: the server's key specs, key slots, the slot map |
+//! | `serverless` | one serverless connection's routing: transactions, `ASKING`, pub/sub, replica reads |
 //! | `writer` | the front's replies in command order, pushes (and RESP2 messages) as they arrive |
 //! | `subscriptions` | a connection's pub/sub channels, per family |
 //! | `endpoints` | the mock AWS credential endpoints (ECS, EKS Pod Identity, STS) and the admin API (`/stats`, `/faults`) |
@@ -44,9 +47,12 @@ mod config;
 pub mod endpoints;
 mod faults;
 mod front;
+mod keys;
 mod node_faults;
 pub mod registry;
 pub mod resp;
+mod router;
+mod serverless;
 mod shared;
 mod stack;
 mod stats;

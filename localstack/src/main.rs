@@ -2,7 +2,7 @@
 //! line until terminated.
 //!
 //! ```text
-//! elasticache-localstack (--serverless-cache NAME
+//! elasticache-localstack (--serverless-cache NAME [--shards N] [--replicas R]
 //!                         | --replication-group ID [--cluster-mode [--shards N] [--replicas R]]
 //!                         | --memorydb-cluster NAME [--shards N] [--replicas R])
 //!     --user-id ID --region REGION [--engine valkey|redis] [--port P]
@@ -27,7 +27,8 @@ use elasticache_localstack::{ClusterShape, Engine, Stack, StackConfig};
 #[command(name = "elasticache-localstack", version)]
 #[command(group(ArgGroup::new("target").required(true).args(["serverless_cache", "replication_group", "memorydb_cluster"])))]
 struct Args {
-    /// Act as an ElastiCache Serverless cache with this name.
+    /// Act as an ElastiCache Serverless cache with this name: one endpoint
+    /// (and a replica-read endpoint) in front of a real Valkey cluster.
     #[arg(long, value_name = "NAME")]
     serverless_cache: Option<String>,
     /// Act as a node-based replication group with this id: one primary
@@ -41,10 +42,12 @@ struct Args {
     /// Act as a MemoryDB cluster with this name (always a cluster).
     #[arg(long, value_name = "NAME")]
     memorydb_cluster: Option<String>,
-    /// Shards of the cluster (--cluster-mode or --memorydb-cluster) [default: 3]
+    /// Shards of the cluster (--cluster-mode or --memorydb-cluster) [default: 3;
+    /// serverless: 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
     shards: Option<u16>,
-    /// Replicas per shard (--cluster-mode or --memorydb-cluster) [default: 1]
+    /// Replicas per shard (--cluster-mode, --memorydb-cluster or
+    /// --serverless-cache) [default: 1]
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u16).range(0..=5))]
     replicas: Option<u16>,
     /// The IAM-enabled user id (== user name) tokens must sign.
@@ -115,8 +118,7 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
-    let shape = |config: StackConfig| {
-        let default = ClusterShape::DEFAULT;
+    let shape = |config: StackConfig, default: ClusterShape| {
         config.cluster_mode(
             args.shards.map_or(default.shards, usize::from),
             args.replicas.map_or(default.replicas, usize::from),
@@ -127,21 +129,23 @@ async fn main() -> ExitCode {
         &args.replication_group,
         &args.memorydb_cluster,
     ) {
-        (Some(name), None, None) => StackConfig::serverless(name),
-        (None, Some(id), None) if args.cluster_mode => shape(StackConfig::replication_group(id)),
+        (Some(name), None, None) => shape(StackConfig::serverless(name), ClusterShape::SERVERLESS),
+        (None, Some(id), None) if args.cluster_mode => {
+            shape(StackConfig::replication_group(id), ClusterShape::DEFAULT)
+        }
         (None, Some(id), None) => StackConfig::replication_group(id),
-        (None, None, Some(name)) => shape(StackConfig::memorydb(name)),
+        (None, None, Some(name)) => shape(StackConfig::memorydb(name), ClusterShape::DEFAULT),
         _ => unreachable!("clap enforces exactly one target"),
     };
     if args.cluster_mode && args.replication_group.is_none() {
         eprintln!("elasticache-localstack: error: --cluster-mode goes with --replication-group");
         return ExitCode::from(2);
     }
-    let clustered = args.cluster_mode || args.memorydb_cluster.is_some();
+    let clustered = args.cluster_mode || args.replication_group.is_none();
     if !clustered && (args.shards.is_some() || args.replicas.is_some()) {
         eprintln!(
-            "elasticache-localstack: error: --shards and --replicas need --cluster-mode or \
-             --memorydb-cluster"
+            "elasticache-localstack: error: --shards and --replicas need --cluster-mode (or \
+             --memorydb-cluster, --serverless-cache)"
         );
         return ExitCode::from(2);
     }

@@ -11,10 +11,9 @@ impl Shared {
         match &self.backend {
             Backend::Single(upstream) => upstream.lock().await.stop().await,
             Backend::Cluster(cluster) => {
-                let mut cluster = cluster.lock().await;
                 for index in 0..cluster.len() {
-                    if let Some(node) = cluster.upstream_mut(index) {
-                        node.stop().await;
+                    if let Some(node) = cluster.upstream(index) {
+                        node.lock().await.stop().await;
                     }
                 }
             }
@@ -26,16 +25,24 @@ impl Shared {
         match &self.backend {
             Backend::Single(upstream) => upstream.lock().await.restart().await,
             Backend::Cluster(cluster) => {
-                let mut cluster = cluster.lock().await;
                 for index in 0..cluster.len() {
-                    if let Some(node) = cluster.upstream_mut(index)
-                        && !node.is_running()
-                    {
-                        node.restart().await?;
+                    if let Some(node) = cluster.upstream(index) {
+                        let mut node = node.lock().await;
+                        if !node.is_running() {
+                            node.restart().await?;
+                        }
                     }
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// How many shards the cluster has (`None`: one server, no cluster).
+    pub(crate) fn shards(&self) -> Option<usize> {
+        match &self.backend {
+            Backend::Single(_) => None,
+            Backend::Cluster(cluster) => Some(cluster.shards()),
         }
     }
 
@@ -44,8 +51,14 @@ impl Shared {
         match &self.backend {
             Backend::Single(upstream) => upstream.lock().await.is_running(),
             Backend::Cluster(cluster) => {
-                let mut cluster = cluster.lock().await;
-                (0..cluster.len()).all(|i| cluster.upstream_mut(i).is_some_and(|n| n.is_running()))
+                for index in 0..cluster.len() {
+                    if let Some(node) = cluster.upstream(index)
+                        && !node.lock().await.is_running()
+                    {
+                        return false;
+                    }
+                }
+                true
             }
         }
     }
@@ -59,14 +72,10 @@ impl Shared {
         match &self.backend {
             Backend::Single(upstream) if index == 0 => f(&mut *upstream.lock().await).await,
             Backend::Single(_) => Err(no_node(index, 1)),
-            Backend::Cluster(cluster) => {
-                let mut cluster = cluster.lock().await;
-                let len = cluster.len();
-                match cluster.upstream_mut(index) {
-                    Some(node) => f(node).await,
-                    None => Err(no_node(index, len)),
-                }
-            }
+            Backend::Cluster(cluster) => match cluster.upstream(index) {
+                Some(node) => f(&mut *node.lock().await).await,
+                None => Err(no_node(index, cluster.len())),
+            },
         }
     }
 
@@ -95,13 +104,16 @@ impl Shared {
 
     /// Fails over shard `shard` (a replica takes over) and closes the client
     /// connections of the old primary's front, as ElastiCache's failover
-    /// does. Returns (old primary, new primary) node indexes.
+    /// does (serverless: none close). Returns (old primary, new primary) node indexes.
     pub(crate) async fn fail_over(&self, shard: usize) -> Result<(usize, usize), UpstreamError> {
         let Backend::Cluster(cluster) = &self.backend else {
             return Err(not_a_cluster("a failover"));
         };
-        let (old, new) = cluster.lock().await.fail_over(shard).await?;
-        self.drop_connections_of(old);
+        let (old, new) = cluster.fail_over(shard).await?;
+        if self.clustered() {
+            self.drop_connections_of(old);
+        }
+        // (Serverless: the fronts follow the servers' -MOVED.)
         Ok((old, new))
     }
 
@@ -116,7 +128,7 @@ impl Shared {
         let Backend::Cluster(cluster) = &self.backend else {
             return Err(not_a_cluster("a slot migration"));
         };
-        cluster.lock().await.migrate_slots(from, to, count).await
+        cluster.migrate_slots(from, to, count).await
     }
 }
 

@@ -13,6 +13,7 @@ use crate::cluster::Cluster;
 use crate::config::Mode;
 use crate::faults::Faults;
 use crate::registry::Registry;
+use crate::router::Router;
 use crate::stats::Stats;
 use crate::topology::Addresses;
 use crate::upstream::Upstream;
@@ -30,15 +31,18 @@ pub(crate) struct FrontConfig {
 pub(crate) enum Backend {
     /// One server (cluster mode disabled, or the serverless front's).
     Single(Box<tokio::sync::Mutex<Upstream>>),
-    /// A real cluster, one front per node.
-    Cluster(tokio::sync::Mutex<Cluster>),
+    /// A real cluster, one front per node (serverless: behind its two).
+    Cluster(Cluster),
 }
 
 /// One TLS front: where it listens and the server it passes commands to.
 pub(crate) struct Front {
     pub(crate) addr: SocketAddr,
-    /// The server's plain-TCP address.
+    /// The server's plain-TCP address (serverless: the first server's;
+    /// the router picks one per command).
     pub(crate) upstream: SocketAddr,
+    /// The serverless replica-read endpoint.
+    pub(crate) reader: bool,
     /// Its connections close when this changes.
     pub(crate) drop_generation: watch::Sender<u64>,
 }
@@ -58,6 +62,10 @@ pub(crate) struct Shared {
     pub(crate) fronts: Vec<Front>,
     /// The fronts' addresses by server (cluster modes).
     pub(crate) addresses: Addresses,
+    /// Every server, in the order of [`Cluster::nodes`].
+    pub(crate) servers: Vec<SocketAddr>,
+    /// The serverless fronts' routing to the cluster behind them.
+    pub(crate) router: Option<Arc<Router>>,
 }
 
 impl Shared {
@@ -73,8 +81,9 @@ impl Shared {
         }
     }
 
-    /// Whether the fronts show a cluster of their own servers.
+    /// Whether the fronts show a cluster of their own servers, one front
+    /// per server (not serverless, whose fronts show themselves).
     pub(crate) fn clustered(&self) -> bool {
-        matches!(self.backend, Backend::Cluster(_))
+        matches!(self.backend, Backend::Cluster(_)) && self.router.is_none()
     }
 }

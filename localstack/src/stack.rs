@@ -16,6 +16,7 @@ use crate::faults::Faults;
 use crate::registry::{
     KnownCredentials, Registry, STATIC_ACCESS_KEY_ID, STATIC_PRINCIPAL, STATIC_SECRET_ACCESS_KEY,
 };
+use crate::router::Router;
 use crate::shared::{Backend, Front, FrontConfig, Shared};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::topology::Addresses;
@@ -60,9 +61,10 @@ impl Stack {
     /// Start the upstream servers, the fronts and the HTTP endpoints.
     pub async fn start(config: StackConfig) -> Result<Self, StartError> {
         let failed = |e: UpstreamError| StartError(e.to_string());
-        if config.mode == Mode::Serverless && config.cluster.is_some() {
+        if config.mode == Mode::Serverless && config.cluster.is_none() {
             return Err(StartError(
-                "a serverless cache shows one endpoint: its cluster shape cannot be set".to_owned(),
+                "a serverless cache runs in front of a cluster: its shape cannot be none"
+                    .to_owned(),
             ));
         }
         let binary = upstream::find_binary(config.engine, config.server_binary.as_deref())
@@ -79,16 +81,28 @@ impl Stack {
                         .await
                         .map_err(failed)?;
                 let servers = cluster.nodes().iter().map(|n| n.addr).collect();
-                (Backend::Cluster(Mutex::new(cluster)), servers)
+                (Backend::Cluster(cluster), servers)
             }
+        };
+        let router = match config.mode {
+            Mode::Serverless => Some(Arc::new(
+                Router::load(servers.clone()).await.map_err(failed)?,
+            )),
+            Mode::ReplicationGroup | Mode::MemoryDb => None,
+        };
+        // One front per server, or the serverless endpoint and its
+        // replica-read endpoint.
+        let fronts_for = match router {
+            Some(_) => vec![servers[0]; 2],
+            None => servers.clone(),
         };
         let dir =
             tempfile::tempdir().map_err(|e| StartError(format!("temporary directory: {e}")))?;
         let tls = tls::server_config(&dir.path().join("ca.pem"), config.tls13_only)
             .map_err(StartError)?;
-        // One front per server; the first on the configured port.
+        // The first on the configured port.
         let mut listeners = Vec::new();
-        for (index, server) in servers.iter().enumerate() {
+        for (index, server) in fronts_for.iter().enumerate() {
             let port = if index == 0 { config.port } else { 0 };
             let listener = TcpListener::bind(("127.0.0.1", port))
                 .await
@@ -123,9 +137,11 @@ impl Stack {
         };
         let fronts: Vec<Front> = listeners
             .iter()
-            .map(|&(_, addr, upstream)| Front {
+            .enumerate()
+            .map(|(index, &(_, addr, upstream))| Front {
                 addr,
                 upstream,
+                reader: router.is_some() && index == 1,
                 drop_generation: watch::channel(0).0,
             })
             .collect();
@@ -157,6 +173,8 @@ impl Stack {
             backend,
             fronts,
             addresses,
+            servers,
+            router,
         });
         shared.registry.insert(KnownCredentials {
             access_key_id: STATIC_ACCESS_KEY_ID.to_owned(),
@@ -272,6 +290,9 @@ impl Stack {
         if self.mode == Mode::Serverless || self.shared.clustered() {
             vars.push(("REDIS_CLUSTER", "true".to_owned()));
         }
+        if let Some(reader) = self.reader_endpoint() {
+            vars.push(("REDIS_READER_PORT", reader.port().to_string()));
+        }
         let host = &self.shared.config.advertised_host;
         let nodes: Vec<String> = self
             .node_endpoints()
@@ -308,11 +329,18 @@ impl Stack {
         self.shared.fronts[0].addr
     }
 
-    /// Every front (TLS), one per server: in a cluster, the primaries' in
-    /// shard order, then the replicas' (the order of
-    /// [`Cluster::nodes`](crate::Cluster::nodes) and of `LOCALSTACK_NODES`).
+    /// Every front (TLS), in the order of `LOCALSTACK_NODES`: one per
+    /// server, in a cluster the primaries' in shard order, then the
+    /// replicas' (the order of [`Cluster::nodes`](crate::Cluster::nodes));
+    /// serverless: the endpoint, then the replica-read endpoint.
     pub fn node_endpoints(&self) -> Vec<SocketAddr> {
         self.shared.fronts.iter().map(|f| f.addr).collect()
+    }
+
+    /// The serverless cache's replica-read endpoint (TLS; 6380's role):
+    /// after `READONLY`, reads go to replicas.
+    pub fn reader_endpoint(&self) -> Option<SocketAddr> {
+        self.shared.fronts.iter().find(|f| f.reader).map(|f| f.addr)
     }
 
     /// The PEM file of the CA that signed the front's certificate.
@@ -330,10 +358,11 @@ impl Stack {
         self.shared.fronts[0].upstream
     }
 
-    /// Every server's plain-TCP address, in the order of
-    /// [`node_endpoints`](Self::node_endpoints).
+    /// Every server's plain-TCP address: the one server, or the cluster's
+    /// nodes in the order of [`Cluster::nodes`](crate::Cluster::nodes) (for
+    /// the cluster modes, also that of [`node_endpoints`](Self::node_endpoints)).
     pub fn upstream_addrs(&self) -> Vec<SocketAddr> {
-        self.shared.fronts.iter().map(|f| f.upstream).collect()
+        self.shared.servers.clone()
     }
 
     /// The counters now.
@@ -376,9 +405,11 @@ impl Stack {
         self.shared.upstream_running().await
     }
 
-    /// Kill node `index`'s server (in [`node_endpoints`](Self::node_endpoints)
-    /// order): its clients' connections close; in a cluster, a replica takes
-    /// over once the others notice (about 2 s).
+    /// Kill node `index`'s server (in [`upstream_addrs`](Self::upstream_addrs)
+    /// order, for the cluster modes also that of
+    /// [`node_endpoints`](Self::node_endpoints)): its clients' connections
+    /// close; in a cluster, a replica takes over once the others notice
+    /// (about 2 s).
     pub async fn kill_node(&self, index: usize) -> Result<(), UpstreamError> {
         self.shared.kill_node(index).await
     }
@@ -420,11 +451,7 @@ impl Drop for Stack {
                     upstream.kill_now();
                 }
             }
-            Backend::Cluster(cluster) => {
-                if let Ok(mut cluster) = cluster.try_lock() {
-                    cluster.kill_now();
-                }
-            }
+            Backend::Cluster(cluster) => cluster.kill_now(),
         }
     }
 }

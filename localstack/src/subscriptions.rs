@@ -25,6 +25,11 @@ impl Subscriptions {
         })
     }
 
+    /// Whether a push of `kind` confirms an (un)subscribe command.
+    pub(crate) fn is_confirmation(kind: &[u8]) -> bool {
+        Self::family(kind).is_some()
+    }
+
     /// Whether `kind` (the first item of a RESP2 array) is a pub/sub frame's:
     /// a confirmation or a message.
     pub(crate) fn is_pubsub_kind(kind: &[u8]) -> bool {

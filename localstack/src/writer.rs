@@ -2,37 +2,70 @@
 //! as they arrive.
 //!
 //! Each command leaves a [`Slot`]: the front's own reply, "the next reply
-//! from upstream", or, for a RESP3 (un)subscribe command (which has no reply
-//! of its own), "its confirming pushes, one per channel, or an error". Pushes
-//! are passed on as they come, also while no command waits; while a reply
-//! waits for its command's slot, upstream is not read further (so it waits
-//! too, as a slow client would make it).
+//! from upstream connection N", or, for a RESP3 (un)subscribe command (which
+//! has no reply of its own), "its confirming pushes, one per channel, or an
+//! error". A task per upstream connection ([`read_upstream`]) passes what it
+//! reads on to the writer, which keeps it per connection until its slot
+//! comes. Pushes are passed on as they come, also while no command waits;
+//! while a reply waits for its command's slot, upstream is not received
+//! further (so it waits too, as a slow client would make it). (With several
+//! upstream connections, the others are received while a command waits for
+//! one: what they send waits in memory.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use crate::resp;
+use crate::router::Router;
 use crate::subscriptions::Subscriptions;
 use crate::topology::Addresses;
 
-/// What the writer does for one command, in order.
+/// What the writer does for one command, in order. Upstream connections
+/// are numbered (the serverless front has one per cluster server it used;
+/// the other fronts one, number 0).
 pub(crate) enum Slot {
     /// The front's own reply.
     Local(Vec<u8>),
-    /// The next reply from upstream.
-    Upstream,
-    /// A RESP3 (un)subscribe command's confirmations.
-    Confirmation(Confirmation),
-    /// The next reply from upstream, to `RESET`: no subscription is left.
-    Reset,
-    /// From now on upstream replies come from here.
-    UpstreamConnected(OwnedReadHalf),
+    /// The next reply from this upstream.
+    Upstream(usize),
+    /// A RESP3 (un)subscribe command's confirmations, from this upstream.
+    Confirmation(Confirmation, usize),
+    /// The next reply from this upstream, to `RESET`: no subscription is left.
+    Reset(usize),
+    /// The next reply from this upstream, not passed on: it answers a
+    /// command the front sent itself (setting up a connection it opened).
+    Discard(usize),
     /// Write what is pending, then close.
     Close,
+}
+
+/// Bytes read from upstream connection `upstream`; empty: it closed.
+pub(crate) struct Chunk {
+    pub(crate) upstream: usize,
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// Reads upstream connection `upstream` into `chunks` until it closes (or
+/// the writer is gone).
+pub(crate) async fn read_upstream(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    upstream: usize,
+    chunks: mpsc::Sender<Chunk>,
+) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let bytes = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => Vec::new(),
+            Ok(n) => buf[..n].to_vec(),
+        };
+        let closed = bytes.is_empty();
+        if chunks.send(Chunk { upstream, bytes }).await.is_err() || closed {
+            return;
+        }
+    }
 }
 
 /// The frames that answer an (un)subscribe command: RESP3 pushes, or in
@@ -78,27 +111,35 @@ impl Confirmation {
     }
 }
 
-/// Sends replies to the client in command order, pushes as they come;
-/// `-MOVED` and `-ASK` name the fronts of `redirects` (cluster modes).
+/// How the writer rewrites redirects: `-MOVED` and `-ASK` name the fronts
+/// of `addresses`; the serverless front's `router` learns from them.
+#[derive(Clone, Default)]
+pub(crate) struct Redirects {
+    pub(crate) addresses: Option<Arc<Addresses>>,
+    pub(crate) router: Option<Arc<Router>>,
+}
+
+/// Sends replies to the client in command order, pushes as they come.
 pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
     client: W,
     mut slots: mpsc::UnboundedReceiver<Slot>,
-    redirects: Option<Arc<Addresses>>,
+    chunks: mpsc::Receiver<Chunk>,
+    redirects: Redirects,
     resp2_subscribed: Arc<AtomicBool>,
 ) {
     let mut replies = Replies {
         redirects,
         out: BufWriter::with_capacity(32 * 1024, client),
-        upstream: None,
-        pending: Vec::with_capacity(32 * 1024),
-        start: 0,
-        chunk: vec![0u8; 32 * 1024],
+        chunks,
+        pending: Vec::new(),
         subscriptions: Subscriptions::default(),
         resp2: false,
     };
     loop {
-        // Nothing waits for a reply: pass pushes on as they arrive.
-        if replies.pass_pushes().await.is_err() {
+        // Nothing waits for a reply: pass pushes on as they arrive (a
+        // subscription's confirmation only if no command's slot waits: it
+        // may be that command's).
+        if replies.pass_pushes(None, slots.is_empty()).await.is_err() {
             return;
         }
         resp2_subscribed.store(replies.resp2_subscribed(), Ordering::Relaxed);
@@ -108,10 +149,12 @@ pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
                 Some(slot) => slot,
                 None => return,
             },
-            // (Only reading here, which is cancel-safe: a slot may win. Not
+            // (Only receiving here, which is cancel-safe: a slot may win. Not
             // past a reply that waits for its slot: upstream waits too.)
-            read = replies.read(), if replies.upstream.is_some() && !replies.reply_waits() => {
-                if read.is_err() {
+            read = replies.read(), if !replies.reply_waits() => {
+                // Nothing is owed and no upstream connection is left: done.
+                if read.is_err() || (replies.all_closed() && slots.is_empty()) {
+                    let _ = replies.out.flush().await;
                     return;
                 }
                 continue;
@@ -119,18 +162,17 @@ pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
         };
         let written = match slot {
             Slot::Local(bytes) => replies.out.write_all(&bytes).await.is_ok(),
-            Slot::UpstreamConnected(reader) => {
-                replies.upstream = Some(reader);
-                true
-            }
-            Slot::Upstream => replies.reply(None).await.is_ok(),
-            Slot::Reset => {
-                let written = replies.reply(None).await.is_ok();
+            Slot::Upstream(from) => replies.reply(from, None, false).await.is_ok(),
+            Slot::Discard(from) => replies.reply(from, None, true).await.is_ok(),
+            Slot::Reset(from) => {
+                let written = replies.reply(from, None, false).await.is_ok();
                 replies.subscriptions.clear();
                 replies.resp2 = false;
                 written
             }
-            Slot::Confirmation(confirmation) => replies.reply(Some(confirmation)).await.is_ok(),
+            Slot::Confirmation(confirmation, from) => {
+                replies.reply(from, Some(confirmation), false).await.is_ok()
+            }
             Slot::Close => {
                 let _ = replies.out.flush().await;
                 let _ = replies.out.shutdown().await;
@@ -147,15 +189,29 @@ pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
     }
 }
 
+/// What one upstream connection sent that is not written yet
+/// (`data[start..]`), and whether it closed.
+#[derive(Default)]
+struct Pending {
+    data: Vec<u8>,
+    start: usize,
+    closed: bool,
+}
+
+impl Pending {
+    fn head(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+}
+
 /// The client's side of the writer and what upstream sent that is not
-/// written yet (`pending[start..]`).
+/// written yet.
 struct Replies<W> {
     out: BufWriter<W>,
-    redirects: Option<Arc<Addresses>>,
-    upstream: Option<OwnedReadHalf>,
-    pending: Vec<u8>,
-    start: usize,
-    chunk: Vec<u8>,
+    redirects: Redirects,
+    chunks: mpsc::Receiver<Chunk>,
+    /// By upstream connection.
+    pending: Vec<Pending>,
     subscriptions: Subscriptions,
     /// Whether the last (un)subscribe was in RESP2: then, while subscribed,
     /// message arrays come unasked like pushes.
@@ -163,18 +219,28 @@ struct Replies<W> {
 }
 
 impl<W: AsyncWrite + Unpin> Replies<W> {
-    /// One command's answer from upstream, with the pushes before it: the
-    /// next frame that is not a push, or (`confirmation`) its confirming
-    /// frames (an error reply ends it too). `Err`: upstream or client gone.
-    async fn reply(&mut self, confirmation: Option<Confirmation>) -> Result<(), ()> {
+    /// One command's answer from upstream `from`, with the pushes before it:
+    /// the next frame that is not a push, or (`confirmation`) its confirming
+    /// frames (an error reply ends it too); `discard`: the answer is not
+    /// passed on (the pushes are). `Err`: upstream or client gone.
+    async fn reply(
+        &mut self,
+        from: usize,
+        confirmation: Option<Confirmation>,
+        discard: bool,
+    ) -> Result<(), ()> {
         if let Some(c) = confirmation {
             self.resp2 = !c.resp3;
         }
         let mut expected = confirmation.map(|c| self.subscriptions.expected(c));
         loop {
-            match resp::reply_len(&self.pending[self.start..]) {
+            if self.pending.len() <= from {
+                self.pending.resize_with(from + 1, Pending::default);
+            }
+            let head = self.pending[from].head();
+            match resp::reply_len(head) {
                 Ok(Some(n)) => {
-                    let frame = &self.pending[self.start..self.start + n];
+                    let frame = &head[..n];
                     let resp2_pubsub =
                         self.resp2 && (confirmation.is_some() || self.subscriptions.any());
                     let (push, items) = pubsub_frame(frame, resp2_pubsub);
@@ -192,43 +258,68 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
                     } else {
                         true
                     };
-                    let redirect = match (&self.redirects, frame.first()) {
+                    if !push
+                        && frame.first() == Some(&b'-')
+                        && let Some(router) = &self.redirects.router
+                    {
+                        router.observe(frame);
+                    }
+                    let redirect = match (&self.redirects.addresses, frame.first()) {
                         (Some(fronts), Some(b'-')) => fronts.redirect(frame),
                         _ => None,
                     };
                     let frame = redirect.as_deref().unwrap_or(frame);
-                    self.out.write_all(frame).await.map_err(|_| ())?;
-                    self.start += n;
+                    if push || !discard {
+                        self.out.write_all(frame).await.map_err(|_| ())?;
+                    }
+                    self.pending[from].start += n;
                     if done {
                         return Ok(());
                     }
                 }
                 Ok(None) => {
+                    if self.pending[from].closed {
+                        return Err(()); // the answer will not come
+                    }
                     self.out.flush().await.map_err(|_| ())?;
                     self.read().await?;
+                    // Messages from the other connections go on meanwhile
+                    // (not confirmations: they answer commands after this).
+                    self.pass_pushes(Some(from), false).await?;
                 }
                 Err(_) => return Err(()),
             }
         }
     }
 
-    /// Passes on the complete pushes (and RESP2 messages) at the head of what
-    /// upstream sent (a reply there stays for its command's slot, and the
-    /// pushes after it with it).
-    async fn pass_pushes(&mut self) -> Result<(), ()> {
+    /// Passes on the complete pushes (and RESP2 messages) at the head of
+    /// what each upstream connection (but `except`) sent (a reply there
+    /// stays for its command's slot, and the pushes after it with it; so
+    /// does a subscription's confirmation unless `confirmations`).
+    async fn pass_pushes(&mut self, except: Option<usize>, confirmations: bool) -> Result<(), ()> {
         let mut passed = false;
-        while let Ok(Some(n)) = resp::reply_len(&self.pending[self.start..]) {
-            let frame = &self.pending[self.start..self.start + n];
-            let (push, items) = pubsub_frame(frame, self.resp2 && self.subscriptions.any());
-            if !push {
-                break;
+        let resp2_pubsub = self.resp2 && self.subscriptions.any();
+        for (index, pending) in self.pending.iter_mut().enumerate() {
+            if Some(index) == except {
+                continue;
             }
-            if let Some(items) = items {
-                self.subscriptions.observe(&items);
+            while let Ok(Some(n)) = resp::reply_len(pending.head()) {
+                let frame = &pending.head()[..n];
+                let (push, items) = pubsub_frame(frame, resp2_pubsub);
+                let confirmation = matches!(
+                    items.as_deref(),
+                    Some([Some(kind), ..]) if Subscriptions::is_confirmation(kind)
+                );
+                if !push || (confirmation && !confirmations) {
+                    break;
+                }
+                if let Some(items) = items {
+                    self.subscriptions.observe(&items);
+                }
+                self.out.write_all(frame).await.map_err(|_| ())?;
+                pending.start += n;
+                passed = true;
             }
-            self.out.write_all(frame).await.map_err(|_| ())?;
-            self.start += n;
-            passed = true;
         }
         if passed {
             self.out.flush().await.map_err(|_| ())?;
@@ -241,27 +332,42 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
         self.resp2 && self.subscriptions.any()
     }
 
-    /// Whether a complete reply (not a push) is at the head, waiting for its
-    /// command's slot.
+    /// Whether a complete reply (not a push) is at the head of what an
+    /// upstream connection sent, waiting for its command's slot.
     fn reply_waits(&self) -> bool {
-        let head = &self.pending[self.start..];
-        matches!(resp::reply_len(head), Ok(Some(_)))
-            && !pubsub_frame(head, self.resp2 && self.subscriptions.any()).0
+        let resp2_pubsub = self.resp2 && self.subscriptions.any();
+        self.pending.iter().any(|pending| {
+            let head = pending.head();
+            matches!(resp::reply_len(head), Ok(Some(_))) && !pubsub_frame(head, resp2_pubsub).0
+        })
     }
 
-    /// More bytes from upstream (after compacting what was written).
-    /// Cancel-safe: nothing is lost if dropped while reading.
+    /// Whether every upstream connection that sent something closed.
+    fn all_closed(&self) -> bool {
+        self.pending.iter().all(|p| p.closed || p.data.is_empty())
+            && self.pending.iter().any(|p| p.closed)
+    }
+
+    /// More bytes from an upstream connection (after compacting what was
+    /// written), or its end: what it sent before still answers its commands
+    /// (and the others' answers go on). Cancel-safe: nothing is lost if
+    /// dropped while receiving.
     async fn read(&mut self) -> Result<(), ()> {
-        self.pending.drain(..self.start);
-        self.start = 0;
-        let reader = self.upstream.as_mut().ok_or(())?;
-        match reader.read(&mut self.chunk).await {
-            Ok(0) | Err(_) => Err(()), // upstream closed: close the client
-            Ok(n) => {
-                self.pending.extend_from_slice(&self.chunk[..n]);
-                Ok(())
-            }
+        let Some(Chunk { upstream, bytes }) = self.chunks.recv().await else {
+            return Err(());
+        };
+        if self.pending.len() <= upstream {
+            self.pending.resize_with(upstream + 1, Pending::default);
         }
+        let pending = &mut self.pending[upstream];
+        if bytes.is_empty() {
+            pending.closed = true;
+            return Ok(());
+        }
+        pending.data.drain(..pending.start);
+        pending.start = 0;
+        pending.data.extend_from_slice(&bytes);
+        Ok(())
     }
 }
 

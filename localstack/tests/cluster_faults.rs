@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use elasticache_iam::TokenRefresher;
-use elasticache_localstack::{Stack, StackConfig};
+use elasticache_localstack::{Mode, Stack, StackConfig};
 use redis::TlsCertificates;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -42,8 +42,12 @@ struct Work {
 }
 
 async fn client(stack: &Stack) -> ClusterConnection {
-    let refresher = TokenRefresher::builder()
-        .replication_group("my-group")
+    let builder = TokenRefresher::builder();
+    let builder = match stack.mode() {
+        Mode::Serverless => builder.serverless_cache(stack.cache_name()),
+        _ => builder.replication_group(stack.cache_name()),
+    };
+    let refresher = builder
         .user_id("iam-user-01")
         .region("us-east-1")
         .credentials_provider(support::static_credentials())
@@ -181,6 +185,77 @@ async fn a_failover_and_a_live_migration_of_1000_slots() {
     };
     assert!(line(3).contains("master"), "{nodes}");
     assert!(line(0).contains("slave"), "{nodes}");
+    // Shard 1 gave 1,000 of its 5,461 slots to shard 2 (5,462 before).
+    assert_eq!(slot_count(&line(1)), 5461 - 1000, "{nodes}");
+    assert_eq!(slot_count(&line(2)), 5462 + 1000, "{nodes}");
+}
+
+/// How many slots a `CLUSTER NODES` line's node owns.
+fn slot_count(line: &str) -> usize {
+    line.split(' ')
+        .skip(8)
+        .filter(|s| !s.starts_with('['))
+        .map(|range| match range.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
+            None => 1,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serverless_cache_through_a_failover_and_a_live_migration() {
+    let stack = support::start(StackConfig::serverless("my-cache").cluster_mode(3, 1)).await;
+    under_load(&stack, async |stack| {
+        let (old, new) = stack.fail_over(0).await.unwrap();
+        println!("shard 0 failed over: server {new} took over from server {old}");
+        let at = now();
+        let slots = stack.migrate_slots(1, 2, 1000).await.unwrap();
+        println!(
+            "{} slots moved from shard 1 to shard 2 in {:.2} s behind the endpoint",
+            slots.len(),
+            at.elapsed().as_secs_f64()
+        );
+        assert_eq!(slots.len(), 1000);
+    })
+    .await;
+    // The servers' own view: shard 2 has 1,000 more slots.
+    let server = stack.upstream_addrs()[2];
+    let client = redis::Client::open(format!("redis://{server}")).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mine = nodes.lines().find(|l| l.contains("myself")).unwrap();
+    assert_eq!(slot_count(mine), 5462 + 1000, "{nodes}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serverless_cache_when_the_primary_of_slot_0_is_killed() {
+    let stack = support::start(StackConfig::serverless("my-cache").cluster_mode(3, 1)).await;
+    under_load(&stack, async |stack| {
+        // Every connection of the endpoint has one to this server.
+        stack.kill_node(0).await.unwrap();
+        let replica = stack.upstream_addrs()[3];
+        let client = redis::Client::open(format!("redis://{replica}")).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let at = now();
+        loop {
+            let role: redis::Value = redis::cmd("ROLE").query_async(&mut con).await.unwrap();
+            if format!("{role:?}").contains("master") {
+                break;
+            }
+            assert!(at.elapsed() < Duration::from_secs(15), "no takeover");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("server 3 took over in {:.2} s", at.elapsed().as_secs_f64());
+    })
+    .await;
+    // New connections authenticate: the endpoint found slot 0's new primary.
+    let mut raw = support::RawClient::connect(&stack).await;
+    raw.auth_as(support::Kind::Serverless, "my-cache").await;
+    assert_eq!(raw.cmd(&["PING"]).await, "+PONG\r\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

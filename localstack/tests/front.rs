@@ -324,13 +324,40 @@ async fn an_unsupported_hello_version_is_refused_before_authentication() {
             .await,
         "-ERR Protocol version is not an integer or out of range\r\n"
     );
+    // Every option is checked before authentication too.
+    assert_eq!(
+        c.cmd(&["HELLO", "3", "AUTH", "iam-user-01", &token, "SETNAME"])
+            .await,
+        "-ERR Syntax error in HELLO option 'SETNAME'\r\n"
+    );
+    assert_eq!(
+        c.cmd(&["HELLO", "3", "AUTH", "iam-user-01", &token, "Flag"])
+            .await,
+        "-ERR Syntax error in HELLO option 'Flag'\r\n"
+    );
+    assert_eq!(
+        c.cmd(&[
+            "HELLO",
+            "3",
+            "AUTH",
+            "iam-user-01",
+            &token,
+            "SETNAME",
+            "a b"
+        ])
+        .await,
+        "-ERR Client names cannot contain spaces, newlines or special characters.\r\n"
+    );
     // The token was never looked at.
     assert_eq!(stack.stats().auth_ok + stack.stats().failed_total(), 0);
     assert!(c.cmd(&["GET", "k"]).await.starts_with("-NOAUTH"));
-    // The same token with a supported version.
-    let hello = c.cmd(&["HELLO", "3", "AUTH", "iam-user-01", &token]).await;
+    // The same token with a supported version, and a name.
+    let hello = c
+        .cmd(&["HELLO", "3", "AUTH", "iam-user-01", &token, "SETNAME", "me"])
+        .await;
     assert!(hello.starts_with('%'), "{hello}");
     assert_eq!(stack.stats().auth_ok, 1);
+    assert_eq!(c.cmd(&["CLIENT", "GETNAME"]).await, "$2\r\nme\r\n");
 }
 
 #[tokio::test]
