@@ -102,10 +102,15 @@ impl Addresses {
     }
 
     /// `CLUSTER SHARDS` for `nodes`: one entry per primary, with its slots and
-    /// every node of the shard.
+    /// every node of the shard. (A failed primary that a replica took over
+    /// from owns nothing and follows no one in `CLUSTER NODES`: it is left
+    /// out until it rejoins as a replica.)
     pub(crate) fn shards(&self, nodes: &[Node], resp3: bool) -> Vec<u8> {
         let mut shards = Vec::new();
-        for primary in nodes.iter().filter(|n| n.flag("master")) {
+        let primaries = nodes
+            .iter()
+            .filter(|n| n.flag("master") && !(n.failed() && n.slots.is_empty()));
+        for primary in primaries {
             let slots: Vec<Vec<u8>> = primary
                 .slots
                 .iter()
@@ -226,19 +231,26 @@ mod tests {
 aaa 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460 [5461->-ccc]\n\
 bbb 127.0.0.1:7002@17002,host2 master - 0 0 2 connected 5461-10922 16000\n\
 ccc 127.0.0.1:7003@17003 slave aaa 0 0 1 connected\n\
-ddd 127.0.0.1:7004@17004 slave,fail bbb 0 0 2 disconnected\n";
+ddd 127.0.0.1:7004@17004 slave,fail bbb 0 0 2 disconnected\n\
+eee 127.0.0.1:7005@17005 master,fail - 0 0 3 disconnected\n";
 
     fn addresses() -> Addresses {
         Addresses::new(
             "127.0.0.1",
-            [(7001, 6001), (7002, 6002), (7003, 6003), (7004, 6004)],
+            [
+                (7001, 6001),
+                (7002, 6002),
+                (7003, 6003),
+                (7004, 6004),
+                (7005, 6005),
+            ],
         )
     }
 
     #[test]
     fn nodes_lines_are_read() {
         let nodes = Node::parse_all(NODES);
-        assert_eq!(nodes.len(), 4);
+        assert_eq!(nodes.len(), 5);
         assert_eq!(
             nodes[0].slots,
             vec![(0, 5460)],
@@ -272,7 +284,7 @@ ddd 127.0.0.1:7004@17004 slave,fail bbb 0 0 2 disconnected\n";
         assert!(!text.contains(":700"), "{text}");
         assert!(text.contains("bbb 127.0.0.1:6002@6002 master"), "{text}");
         assert!(text.contains("[5461->-ccc]"), "{text}");
-        assert_eq!(text.lines().count(), 4);
+        assert_eq!(text.lines().count(), 5);
     }
 
     #[test]
@@ -286,7 +298,9 @@ ddd 127.0.0.1:7004@17004 slave,fail bbb 0 0 2 disconnected\n";
         assert!(slots.contains(":6003\r\n"), "{slots}");
         assert!(!slots.contains(":6004\r\n"), "{slots}");
         let shards = String::from_utf8(a.shards(&nodes, true)).unwrap();
+        // Two shards: the failed primary that owns nothing is no shard.
         assert!(shards.starts_with("*2\r\n%2\r\n"), "{shards}");
+        assert!(!shards.contains(":6005\r\n"), "{shards}");
         assert!(shards.contains(":6004\r\n") && shards.contains("$4\r\nfail\r\n"));
         assert!(!shards.contains("700"), "{shards}");
     }
