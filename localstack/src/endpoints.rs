@@ -365,6 +365,9 @@ fn check(request: &FaultRequest, shared: &Shared) -> Result<(), String> {
     };
     if let Some(failover) = request.failover_shard {
         shard("a failover", failover)?;
+        if shared.replicas() == Some(0) {
+            return Err("a failover needs a replica: the cluster has none".to_owned());
+        }
     }
     if let Some(SlotMigration { from, to, .. }) = request.migrate_slots {
         shard("a slot migration", from)?;

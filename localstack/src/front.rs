@@ -158,12 +158,24 @@ struct Connection {
     /// saw the server confirm it.
     resp2_subscribed: Arc<AtomicBool>,
     unauthenticated: u32,
-    /// The upstream connections, by number: the node's server (0), or for
+    /// The upstream connections, by server: the node's server (0), or for
     /// the serverless fronts the router's servers.
-    upstreams: Vec<Option<tokio::net::tcp::OwnedWriteHalf>>,
+    upstreams: Vec<Option<Link>>,
+    /// The number the next upstream connection gets.
+    next_link: usize,
     readers: Vec<tokio::task::JoinHandle<()>>,
     /// The serverless fronts' routing.
     routing: Option<Routing>,
+}
+
+/// One upstream connection of a client connection.
+struct Link {
+    /// Its number for the writer (a server's new connection gets a new one).
+    id: usize,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    /// Set when the server closed it: the server's next command opens
+    /// another.
+    closed: Arc<AtomicBool>,
 }
 
 impl Drop for Connection {
@@ -200,6 +212,7 @@ impl Connection {
             resp2_subscribed,
             unauthenticated: 0,
             upstreams: Vec::new(),
+            next_link: 0,
             readers: Vec::new(),
             routing,
         }
@@ -342,15 +355,16 @@ impl Connection {
                 let _ = self.slots.send(Slot::Local(reply));
                 continue;
             }
+            let link = self.link(forward.upstream);
             for command in &forward.prelude {
-                let _ = self.slots.send(Slot::Discard(forward.upstream));
+                let _ = self.slots.send(Slot::Discard(link));
                 self.send_to(forward.upstream, command).await?;
             }
             if matches!(expect, Expect::Reset) {
                 // (Serverless) every connection is reset, one answers.
                 self.send_to_the_others(forward.upstream, bytes).await?;
             }
-            let _ = self.slots.send(expect.slot(forward.upstream));
+            let _ = self.slots.send(expect.slot(link));
             batch.get_or_insert((at, forward.upstream));
             forwarded += 1;
             if let Some(routing) = &mut self.routing {
@@ -385,7 +399,7 @@ impl Connection {
                 }
                 let home = self.home();
                 self.send_to_the_others(home, &hello).await?;
-                let _ = self.slots.send(Slot::Upstream(home));
+                let _ = self.slots.send(Slot::Upstream(self.link(home)));
                 self.send_to(home, &hello).await?;
                 if let Some(resp3) = resp3 {
                     self.resp3 = resp3;
@@ -394,7 +408,7 @@ impl Connection {
             }
             Action::DiscardAndReply(upstream, reply) => {
                 let discard = resp::array(&[resp::bulk(b"DISCARD")]);
-                let _ = self.slots.send(Slot::Discard(upstream));
+                let _ = self.slots.send(Slot::Discard(self.link(upstream)));
                 self.send_to(upstream, &discard).await?;
                 let _ = self.slots.send(Slot::Local(reply));
                 return Ok(Some(1));
@@ -450,20 +464,31 @@ impl Connection {
     async fn send_to_the_others(&mut self, upstream: usize, bytes: &[u8]) -> Result<(), ()> {
         for other in 0..self.upstreams.len() {
             if other != upstream && self.is_open(other) {
-                let _ = self.slots.send(Slot::Discard(other));
+                let _ = self.slots.send(Slot::Discard(self.link(other)));
                 self.send_to(other, bytes).await?;
             }
         }
         Ok(())
     }
 
+    /// Whether the connection to server `upstream` is open (and the server
+    /// did not close it).
     fn is_open(&self, upstream: usize) -> bool {
-        matches!(self.upstreams.get(upstream), Some(Some(_)))
+        matches!(self.upstreams.get(upstream), Some(Some(link)) if !link.closed.load(Ordering::Relaxed))
+    }
+
+    /// The writer's number of the connection to server `upstream` (one
+    /// that is not open has a number no reply comes from).
+    fn link(&self, upstream: usize) -> usize {
+        match self.upstreams.get(upstream) {
+            Some(Some(link)) => link.id,
+            _ => usize::MAX,
+        }
     }
 
     async fn send_to(&mut self, upstream: usize, data: &[u8]) -> Result<(), ()> {
         match self.upstreams.get_mut(upstream) {
-            Some(Some(up)) => up.write_all(data).await.map_err(|_| ()),
+            Some(Some(link)) => link.writer.write_all(data).await.map_err(|_| ()),
             _ => Err(()),
         }
     }
@@ -485,11 +510,19 @@ impl Connection {
         if self.upstreams.len() <= upstream {
             self.upstreams.resize_with(upstream + 1, || None);
         }
-        self.upstreams[upstream] = Some(w);
+        let (id, closed) = (self.next_link, Arc::new(AtomicBool::new(false)));
+        self.next_link += 1;
+        self.upstreams[upstream] = Some(Link {
+            id,
+            writer: w,
+            closed: closed.clone(),
+        });
+        let _ = self.slots.send(Slot::Opened(id));
         self.readers.push(tokio::spawn(read_upstream(
             r,
-            upstream,
+            id,
             self.chunks.clone(),
+            closed,
         )));
         let mut setup = Vec::new();
         if self.resp3 {
@@ -499,7 +532,7 @@ impl Connection {
             setup.push(resp::array(&[resp::bulk(b"READONLY")]));
         }
         for command in setup {
-            let _ = self.slots.send(Slot::Discard(upstream));
+            let _ = self.slots.send(Slot::Discard(id));
             self.send_to(upstream, &command).await?;
         }
         Ok(())

@@ -46,6 +46,14 @@ impl Shared {
         }
     }
 
+    /// How many replicas each shard started with (`None`: no cluster).
+    pub(crate) fn replicas(&self) -> Option<usize> {
+        match &self.backend {
+            Backend::Single(_) => None,
+            Backend::Cluster(cluster) => Some(cluster.len() / cluster.shards() - 1),
+        }
+    }
+
     /// Whether every server runs.
     pub(crate) async fn upstream_running(&self) -> bool {
         match &self.backend {

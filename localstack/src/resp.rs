@@ -268,8 +268,10 @@ pub fn simple(s: &str) -> Vec<u8> {
 }
 
 /// An error reply; `msg` starts with its code (`ERR`, `NOAUTH`, `WRONGPASS`).
+/// Line breaks in it (from a client's own bytes) become spaces, as Valkey
+/// makes them: an error is one line.
 pub fn error(msg: &str) -> Vec<u8> {
-    format!("-{msg}\r\n").into_bytes()
+    format!("-{}\r\n", msg.replace(['\r', '\n'], " ")).into_bytes()
 }
 
 /// A bulk string.
@@ -311,6 +313,14 @@ pub fn map(pairs: &[(Vec<u8>, Vec<u8>)], resp3: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_is_one_line() {
+        assert_eq!(
+            error("ERR Syntax error in HELLO option 'x\r\n+OK'"),
+            b"-ERR Syntax error in HELLO option 'x  +OK'\r\n"
+        );
+    }
 
     #[test]
     fn push_kinds() {

@@ -264,8 +264,18 @@ impl Routing {
     ) -> Routed {
         let router = &self.router;
         let slot = router.slot_of(args);
-        // Pub/sub first: it stays where it is, in a transaction too.
+        // Pub/sub first: it stays where it is.
         match name {
+            b"SUBSCRIBE" | b"PSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE" | b"SSUBSCRIBE"
+            | b"SUNSUBSCRIBE"
+                if in_multi =>
+            {
+                self.failed = true;
+                return Routed::Reply(resp::error(
+                    "ERR pub/sub commands inside MULTI are not supported by this serverless \
+                     endpoint",
+                ));
+            }
             b"SUBSCRIBE" | b"PSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE" => {
                 let upstream = self.subscribed_on.unwrap_or_else(|| router.home());
                 let mut forward = Forward::to(upstream);
@@ -288,7 +298,8 @@ impl Routing {
                 forward.effects.sharded_on = match (name, args.len()) {
                     // Unsubscribed from every channel: none left.
                     (b"SUNSUBSCRIBE", 1) => Some(None),
-                    (b"SUNSUBSCRIBE", _) => None,
+                    // (Without a channel the server refuses it.)
+                    (b"SUNSUBSCRIBE", _) | (_, 1) => None,
                     _ => Some(Some(upstream)),
                 };
                 return Routed::Forward(forward);

@@ -24,8 +24,9 @@ use crate::subscriptions::Subscriptions;
 use crate::topology::Addresses;
 
 /// What the writer does for one command, in order. Upstream connections
-/// are numbered (the serverless front has one per cluster server it used;
-/// the other fronts one, number 0).
+/// are numbered in the order they opened (the serverless front has one per
+/// cluster server it used, and a new one for a server whose connection
+/// closed; the other fronts one).
 pub(crate) enum Slot {
     /// The front's own reply.
     Local(Vec<u8>),
@@ -38,6 +39,8 @@ pub(crate) enum Slot {
     /// The next reply from this upstream, not passed on: it answers a
     /// command the front sent itself (setting up a connection it opened).
     Discard(usize),
+    /// This upstream connection opened.
+    Opened(usize),
     /// Write what is pending, then close.
     Close,
 }
@@ -48,12 +51,13 @@ pub(crate) struct Chunk {
     pub(crate) bytes: Vec<u8>,
 }
 
-/// Reads upstream connection `upstream` into `chunks` until it closes (or
-/// the writer is gone).
+/// Reads upstream connection `upstream` into `chunks` until it closes (then
+/// says so in `closed`) or the writer is gone.
 pub(crate) async fn read_upstream(
     mut reader: tokio::net::tcp::OwnedReadHalf,
     upstream: usize,
     chunks: mpsc::Sender<Chunk>,
+    closed: Arc<AtomicBool>,
 ) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
@@ -61,8 +65,11 @@ pub(crate) async fn read_upstream(
             Ok(0) | Err(_) => Vec::new(),
             Ok(n) => buf[..n].to_vec(),
         };
-        let closed = bytes.is_empty();
-        if chunks.send(Chunk { upstream, bytes }).await.is_err() || closed {
+        let end = bytes.is_empty();
+        if end {
+            closed.store(true, Ordering::Relaxed);
+        }
+        if chunks.send(Chunk { upstream, bytes }).await.is_err() || end {
             return;
         }
     }
@@ -136,6 +143,11 @@ pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
         resp2: false,
     };
     loop {
+        // Nothing is owed and no upstream connection is left: done.
+        if slots.is_empty() && replies.all_closed() {
+            let _ = replies.out.flush().await;
+            return;
+        }
         // Nothing waits for a reply: pass pushes on as they arrive (a
         // subscription's confirmation only if no command's slot waits: it
         // may be that command's).
@@ -152,8 +164,7 @@ pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
             // (Only receiving here, which is cancel-safe: a slot may win. Not
             // past a reply that waits for its slot: upstream waits too.)
             read = replies.read(), if !replies.reply_waits() => {
-                // Nothing is owed and no upstream connection is left: done.
-                if read.is_err() || (replies.all_closed() && slots.is_empty()) {
+                if read.is_err() {
                     let _ = replies.out.flush().await;
                     return;
                 }
@@ -162,6 +173,10 @@ pub(crate) async fn write_replies<W: AsyncWrite + Unpin>(
         };
         let written = match slot {
             Slot::Local(bytes) => replies.out.write_all(&bytes).await.is_ok(),
+            Slot::Opened(link) => {
+                replies.pending_of(link);
+                true
+            }
             Slot::Upstream(from) => replies.reply(from, None, false).await.is_ok(),
             Slot::Discard(from) => replies.reply(from, None, true).await.is_ok(),
             Slot::Reset(from) => {
@@ -234,10 +249,11 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
         }
         let mut expected = confirmation.map(|c| self.subscriptions.expected(c));
         loop {
-            if self.pending.len() <= from {
-                self.pending.resize_with(from + 1, Pending::default);
-            }
-            let head = self.pending[from].head();
+            // (Every connection's `Opened` came before its commands' slots.)
+            let Some(pending) = self.pending.get(from) else {
+                return Err(());
+            };
+            let head = pending.head();
             match resp::reply_len(head) {
                 Ok(Some(n)) => {
                     let frame = &head[..n];
@@ -342,10 +358,17 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
         })
     }
 
-    /// Whether every upstream connection that sent something closed.
+    /// Whether every upstream connection that opened closed (and one did).
     fn all_closed(&self) -> bool {
-        self.pending.iter().all(|p| p.closed || p.data.is_empty())
-            && self.pending.iter().any(|p| p.closed)
+        !self.pending.is_empty() && self.pending.iter().all(|p| p.closed)
+    }
+
+    /// What upstream connection `link` sent (none yet for a new one).
+    fn pending_of(&mut self, link: usize) -> &mut Pending {
+        if self.pending.len() <= link {
+            self.pending.resize_with(link + 1, Pending::default);
+        }
+        &mut self.pending[link]
     }
 
     /// More bytes from an upstream connection (after compacting what was
@@ -356,10 +379,7 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
         let Some(Chunk { upstream, bytes }) = self.chunks.recv().await else {
             return Err(());
         };
-        if self.pending.len() <= upstream {
-            self.pending.resize_with(upstream + 1, Pending::default);
-        }
-        let pending = &mut self.pending[upstream];
+        let pending = self.pending_of(upstream);
         if bytes.is_empty() {
             pending.closed = true;
             return Ok(());

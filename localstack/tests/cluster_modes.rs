@@ -880,3 +880,52 @@ async fn serverless_endpoint_follows_a_failover() {
     println!("-MOVED seen after failing over every shard: {moved}");
     assert!(moved >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serverless_connection_outlives_a_killed_server() {
+    let stack = start(StackConfig::serverless("my-cache").cluster_mode(3, 1)).await;
+    let mut raw = RawClient::connect(&stack).await;
+    raw.auth_as(Kind::Serverless, "my-cache").await;
+    // "b" on shard 0 (server 0), "c" on shard 1 (server 1, replica server 4).
+    assert_eq!(raw.cmd(&["SET", "b", "B"]).await, "+OK\r\n");
+    assert_eq!(raw.cmd(&["SET", "c", "C"]).await, "+OK\r\n");
+    // The replica has it before its primary goes.
+    let replica = stack.upstream_addrs()[4];
+    let client = redis::Client::open(format!("redis://{replica}")).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("READONLY").query_async(&mut con).await.unwrap();
+    for _ in 0..50 {
+        let value: Option<String> = redis::cmd("GET")
+            .arg("c")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if value.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stack.kill_node(1).await.unwrap();
+    // Nothing waited for server 1: the connection stays, other shards work.
+    assert_eq!(raw.cmd(&["GET", "b"]).await, "$1\r\nB\r\n");
+    // Shard 1's keys once its replica took over, with TRYAGAIN (or a
+    // -MOVED) meanwhile.
+    let mut seen = Vec::new();
+    let mut reply = String::new();
+    for _ in 0..150 {
+        reply = raw.cmd(&["GET", "c"]).await;
+        if reply == "$1\r\nC\r\n" {
+            break;
+        }
+        assert!(
+            reply.starts_with("-TRYAGAIN") || reply.starts_with("-MOVED"),
+            "{reply}"
+        );
+        seen.push(reply.clone());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reply, "$1\r\nC\r\n");
+    seen.dedup();
+    println!("answers while shard 1 had no primary: {seen:?}");
+    assert_eq!(raw.cmd(&["SET", "c", "again"]).await, "+OK\r\n");
+}
