@@ -285,8 +285,8 @@ impl Connection {
         }
         let mut consumed = 0;
         // Commands forwarded as they are, written together: where they
-        // start in `buf`, and their upstream connection.
-        let mut batch: Option<(usize, usize)> = None;
+        // start in `buf`, their server and its connection's number.
+        let mut batch: Option<(usize, usize, usize)> = None;
         let mut forwarded = 0u64;
         let mut keep_open = true;
         loop {
@@ -321,8 +321,8 @@ impl Connection {
                 Ok(forward) => forward,
                 Err(action) => {
                     // The batch so far goes first.
-                    if let Some((from, upstream)) = batch.take() {
-                        self.send_to(upstream, &buf[from..at]).await?;
+                    if let Some((from, upstream, link)) = batch.take() {
+                        self.send_batch(upstream, link, &buf[from..at]).await?;
                     }
                     match self.act(action, bytes).await? {
                         Some(sent) => forwarded += sent,
@@ -336,17 +336,18 @@ impl Connection {
             };
             // Forwarded as is, in one write with its neighbours for the same
             // upstream connection (what goes before it goes first).
-            if let Some((from, upstream)) = batch
-                && (upstream != forward.upstream
-                    || !forward.prelude.is_empty()
-                    || !self.is_open(forward.upstream))
+            let open = self.is_open(forward.upstream);
+            if let Some((from, upstream, link)) = batch
+                && (upstream != forward.upstream || !forward.prelude.is_empty() || !open)
             {
-                self.send_to(upstream, &buf[from..at]).await?;
+                self.send_batch(upstream, link, &buf[from..at]).await?;
                 batch = None;
             }
-            if !self.is_open(forward.upstream)
-                && self.open(forward.upstream, forward.replica).await.is_err()
-            {
+            if !open && self.holds_state(forward.upstream) {
+                // Its subscriptions or transaction went with it.
+                return Err(());
+            }
+            if !open && self.open(forward.upstream, forward.replica).await.is_err() {
                 let in_multi = self.in_multi;
                 if let Some(routing) = &mut self.routing {
                     routing.not_sent(in_multi);
@@ -365,14 +366,15 @@ impl Connection {
                 self.send_to_the_others(forward.upstream, bytes).await?;
             }
             let _ = self.slots.send(expect.slot(link));
-            batch.get_or_insert((at, forward.upstream));
+            batch.get_or_insert((at, forward.upstream, link));
             forwarded += 1;
             if let Some(routing) = &mut self.routing {
                 routing.commit(&forward);
             }
         }
-        if let Some((from, upstream)) = batch {
-            self.send_to(upstream, &buf[from..consumed]).await?;
+        if let Some((from, upstream, link)) = batch {
+            self.send_batch(upstream, link, &buf[from..consumed])
+                .await?;
         }
         self.shared.stats.commands(self.front, forwarded);
         buf.drain(..consumed);
@@ -407,11 +409,15 @@ impl Connection {
                 return Ok(Some(1));
             }
             Action::DiscardAndReply(upstream, reply) => {
-                let discard = resp::array(&[resp::bulk(b"DISCARD")]);
-                let _ = self.slots.send(Slot::Discard(self.link(upstream)));
-                self.send_to(upstream, &discard).await?;
+                // (Nothing to discard where the server closed the connection.)
+                let sent = self.is_open(upstream);
+                if sent {
+                    let discard = resp::array(&[resp::bulk(b"DISCARD")]);
+                    let _ = self.slots.send(Slot::Discard(self.link(upstream)));
+                    self.send_to(upstream, &discard).await?;
+                }
                 let _ = self.slots.send(Slot::Local(reply));
-                return Ok(Some(1));
+                return Ok(Some(u64::from(sent)));
             }
             Action::ToAllAndReply(reply) => {
                 self.send_to_the_others(usize::MAX, bytes).await?;
@@ -471,10 +477,33 @@ impl Connection {
         Ok(())
     }
 
-    /// Whether the connection to server `upstream` is open (and the server
-    /// did not close it).
+    /// Whether the connection to server `upstream` is open: opened, and
+    /// (serverless, where a new one may replace it) not closed by the server.
     fn is_open(&self, upstream: usize) -> bool {
-        matches!(self.upstreams.get(upstream), Some(Some(link)) if !link.closed.load(Ordering::Relaxed))
+        match self.upstreams.get(upstream) {
+            Some(Some(link)) => self.routing.is_none() || !link.closed.load(Ordering::Relaxed),
+            _ => false,
+        }
+    }
+
+    /// Whether a connection to server `upstream` that closed had state a new
+    /// one would not have (serverless): subscriptions, a transaction.
+    fn holds_state(&self, upstream: usize) -> bool {
+        self.upstreams.get(upstream).is_some_and(Option::is_some)
+            && self
+                .routing
+                .as_ref()
+                .is_some_and(|routing| routing.holds_state_on(upstream))
+    }
+
+    /// Writes a batch of commands whose slots name connection `link` of
+    /// server `upstream`; if that connection was replaced meanwhile, their
+    /// answers cannot come: the client connection closes.
+    async fn send_batch(&mut self, upstream: usize, link: usize, data: &[u8]) -> Result<(), ()> {
+        if self.link(upstream) != link {
+            return Err(());
+        }
+        self.send_to(upstream, data).await
     }
 
     /// The writer's number of the connection to server `upstream` (one
@@ -510,6 +539,7 @@ impl Connection {
         if self.upstreams.len() <= upstream {
             self.upstreams.resize_with(upstream + 1, || None);
         }
+        self.readers.retain(|reader| !reader.is_finished());
         let (id, closed) = (self.next_link, Arc::new(AtomicBool::new(false)));
         self.next_link += 1;
         self.upstreams[upstream] = Some(Link {

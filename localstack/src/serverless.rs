@@ -170,6 +170,14 @@ impl Routing {
         *self = Self::new(self.router.clone(), self.reader);
     }
 
+    /// Whether server `upstream`'s connection holds state of this one: its
+    /// subscriptions, or its transaction or `WATCH`.
+    pub(crate) fn holds_state_on(&self, upstream: usize) -> bool {
+        self.subscribed_on == Some(upstream)
+            || self.sharded_on == Some(upstream)
+            || self.pinned.is_some_and(|pin| pin.upstream == upstream)
+    }
+
     /// A forwarded command could not be sent (its server is unreachable).
     pub(crate) fn not_sent(&mut self, in_multi: bool) {
         self.failed |= in_multi;

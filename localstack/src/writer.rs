@@ -382,6 +382,12 @@ impl<W: AsyncWrite + Unpin> Replies<W> {
         let pending = self.pending_of(upstream);
         if bytes.is_empty() {
             pending.closed = true;
+            if pending.head().is_empty() {
+                *pending = Pending {
+                    closed: true,
+                    ..Pending::default()
+                };
+            }
             return Ok(());
         }
         pending.data.drain(..pending.start);

@@ -905,9 +905,22 @@ async fn serverless_connection_outlives_a_killed_server() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A subscriber on shard 1, with a connection to shard 0 too.
+    let mut subscriber = RawClient::connect(&stack).await;
+    subscriber.hello3("my-cache").await;
+    assert_eq!(subscriber.cmd(&["GET", "b"]).await, "$1\r\nB\r\n");
+    assert_eq!(
+        subscriber.cmd(&["SSUBSCRIBE", "c"]).await,
+        ">3\r\n$10\r\nssubscribe\r\n$1\r\nc\r\n:1\r\n"
+    );
     stack.kill_node(1).await.unwrap();
     // Nothing waited for server 1: the connection stays, other shards work.
     assert_eq!(raw.cmd(&["GET", "b"]).await, "$1\r\nB\r\n");
+    // The subscriber's subscription went with the server: its next command
+    // there closes it rather than carry on without it.
+    assert_eq!(subscriber.cmd(&["GET", "b"]).await, "$1\r\nB\r\n");
+    subscriber.send(&["SUNSUBSCRIBE", "c"]).await;
+    assert!(subscriber.closed_within(Duration::from_secs(2)).await);
     // Shard 1's keys once its replica took over, with TRYAGAIN (or a
     // -MOVED) meanwhile.
     let mut seen = Vec::new();
