@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use elasticache_iam::TokenRefresher;
 use elasticache_localstack::{Mode, Stack, StackConfig};
 use redis::TlsCertificates;
 use redis::cluster::ClusterClientBuilder;
@@ -42,18 +41,11 @@ struct Work {
 }
 
 async fn client(stack: &Stack) -> ClusterConnection {
-    let builder = TokenRefresher::builder();
-    let builder = match stack.mode() {
-        Mode::Serverless => builder.serverless_cache(stack.cache_name()),
-        _ => builder.replication_group(stack.cache_name()),
+    let kind = match stack.mode() {
+        Mode::Serverless => support::Kind::Serverless,
+        _ => support::Kind::ReplicationGroup,
     };
-    let refresher = builder
-        .user_id("iam-user-01")
-        .region("us-east-1")
-        .credentials_provider(support::static_credentials())
-        .build()
-        .await
-        .unwrap();
+    let refresher = support::refresher(kind, stack.cache_name()).await;
     let seed = format!("rediss://127.0.0.1:{}", stack.endpoint().port());
     ClusterClientBuilder::new(vec![seed])
         .certs(TlsCertificates {
@@ -219,14 +211,7 @@ async fn a_serverless_cache_through_a_failover_and_a_live_migration() {
     })
     .await;
     // The servers' own view: shard 2 has 1,000 more slots.
-    let server = stack.upstream_addrs()[2];
-    let client = redis::Client::open(format!("redis://{server}")).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    let nodes: String = redis::cmd("CLUSTER")
-        .arg("NODES")
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    let nodes: String = support::on_server(stack.upstream_addrs()[2], &["CLUSTER", "NODES"]).await;
     let mine = nodes.lines().find(|l| l.contains("myself")).unwrap();
     assert_eq!(slot_count(mine), 5462 + 1000, "{nodes}");
 }
@@ -237,9 +222,7 @@ async fn a_serverless_cache_when_the_primary_of_slot_0_is_killed() {
     under_load(&stack, async |stack| {
         // Every connection of the endpoint has one to this server.
         stack.kill_node(0).await.unwrap();
-        let replica = stack.upstream_addrs()[3];
-        let client = redis::Client::open(format!("redis://{replica}")).unwrap();
-        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let mut con = support::server(stack.upstream_addrs()[3]).await;
         let at = now();
         loop {
             let role: redis::Value = redis::cmd("ROLE").query_async(&mut con).await.unwrap();

@@ -12,29 +12,12 @@ use std::time::Duration;
 )]
 use std::time::Instant;
 
-use elasticache_iam::TokenRefresher;
 use elasticache_localstack::{Stack, StackConfig};
 use redis::TlsCertificates;
 use redis::cluster::ClusterClientBuilder;
-use support::{Kind, RawClient, WRONGPASS, token};
+use support::{Kind, RawClient, WRONGPASS, on_server, token};
 
 const KEYS: usize = 10_000;
-
-async fn refresher(kind: Kind, name: &str) -> TokenRefresher {
-    let builder = TokenRefresher::builder();
-    let builder = match kind {
-        Kind::Serverless => builder.serverless_cache(name),
-        Kind::ReplicationGroup => builder.replication_group(name),
-        Kind::MemoryDb => builder.memorydb_cluster(name),
-    };
-    builder
-        .user_id("iam-user-01")
-        .region("us-east-1")
-        .credentials_provider(support::static_credentials())
-        .build()
-        .await
-        .unwrap()
-}
 
 fn certs(stack: &Stack) -> TlsCertificates {
     TlsCertificates {
@@ -67,7 +50,7 @@ async fn ten_thousand_keys(stack: &Stack, kind: Kind, name: &str) {
     let seed = format!("rediss://127.0.0.1:{}", stack.endpoint().port());
     let client = ClusterClientBuilder::new(vec![seed])
         .certs(certs(stack))
-        .set_credentials_provider(refresher(kind, name).await)
+        .set_credentials_provider(support::refresher(kind, name).await)
         .read_routing_strategy(redis::cluster_read_routing::RandomReplicaStrategy)
         .build()
         .unwrap();
@@ -212,13 +195,7 @@ async fn every_front_guards_and_rewrites(stack: &Stack, kind: Kind, name: &str) 
 
 /// `total_connections_received` of the server at `addr` (plain TCP).
 async fn connections_received(addr: std::net::SocketAddr) -> u64 {
-    let client = redis::Client::open(format!("redis://{addr}")).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    let info: String = on_server(addr, &["INFO", "stats"]).await;
     info.lines()
         .find_map(|l| l.strip_prefix("total_connections_received:"))
         .unwrap()
@@ -380,20 +357,12 @@ async fn one_nodes_connections_can_be_dropped() {
 
 /// `DBSIZE` of the server at `addr` (plain TCP).
 async fn dbsize(addr: std::net::SocketAddr) -> u64 {
-    let client = redis::Client::open(format!("redis://{addr}")).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("DBSIZE").query_async(&mut con).await.unwrap()
+    on_server(addr, &["DBSIZE"]).await
 }
 
 /// `calls` of `command` in the server's `INFO commandstats` (plain TCP).
 async fn calls(addr: std::net::SocketAddr, command: &str) -> u64 {
-    let client = redis::Client::open(format!("redis://{addr}")).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    let info: String = on_server(addr, &["INFO", "commandstats"]).await;
     info.lines()
         .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
         .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
@@ -596,28 +565,6 @@ async fn serverless_keys_of_several_slots_as_on_aws() {
     assert!(raw.closed_within(Duration::from_secs(2)).await);
 }
 
-/// `CLUSTER MYID` of the server at `addr` (plain TCP).
-async fn node_id(addr: std::net::SocketAddr) -> String {
-    let client = redis::Client::open(format!("redis://{addr}")).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("CLUSTER")
-        .arg("MYID")
-        .query_async(&mut con)
-        .await
-        .unwrap()
-}
-
-/// A command to the server at `addr` (plain TCP).
-async fn on_server(addr: std::net::SocketAddr, args: &[&str]) -> redis::Value {
-    let client = redis::Client::open(format!("redis://{addr}")).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd(args[0])
-        .arg(&args[1..])
-        .query_async(&mut con)
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serverless_asking_watch_and_resp2_subscribed_mode() {
     let stack = start(StackConfig::serverless("my-cache").cluster_mode(3, 0)).await;
@@ -650,13 +597,14 @@ async fn serverless_asking_watch_and_resp2_subscribed_mode() {
     // answers -ASK, with the endpoint's address; ASKING sends the next
     // command (or transaction) to the destination.
     let (source, target) = (servers[2], servers[0]);
-    let (source_id, target_id) = (node_id(source).await, node_id(target).await);
-    on_server(
+    let source_id: String = on_server(source, &["CLUSTER", "MYID"]).await;
+    let target_id: String = on_server(target, &["CLUSTER", "MYID"]).await;
+    let () = on_server(
         target,
         &["CLUSTER", "SETSLOT", "15495", "IMPORTING", &source_id],
     )
     .await;
-    on_server(
+    let () = on_server(
         source,
         &["CLUSTER", "SETSLOT", "15495", "MIGRATING", &target_id],
     )
@@ -676,8 +624,8 @@ async fn serverless_asking_watch_and_resp2_subscribed_mode() {
     ] {
         assert_eq!(raw.cmd(command).await, reply, "{command:?}");
     }
-    let keys = on_server(target, &["CLUSTER", "COUNTKEYSINSLOT", "15495"]).await;
-    assert_eq!(keys, redis::Value::Int(1), "written at the destination");
+    let keys: u64 = on_server(target, &["CLUSTER", "COUNTKEYSINSLOT", "15495"]).await;
+    assert_eq!(keys, 1, "written at the destination");
 
     // RESP2 subscribed mode: only pub/sub commands, PING, QUIT, RESET, as
     // the server allows; PING answers as a subscriber's.
@@ -890,9 +838,7 @@ async fn serverless_connection_outlives_a_killed_server() {
     assert_eq!(raw.cmd(&["SET", "b", "B"]).await, "+OK\r\n");
     assert_eq!(raw.cmd(&["SET", "c", "C"]).await, "+OK\r\n");
     // The replica has it before its primary goes.
-    let replica = stack.upstream_addrs()[4];
-    let client = redis::Client::open(format!("redis://{replica}")).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut con = support::server(stack.upstream_addrs()[4]).await;
     let () = redis::cmd("READONLY").query_async(&mut con).await.unwrap();
     for _ in 0..50 {
         let value: Option<String> = redis::cmd("GET")

@@ -56,6 +56,42 @@ pub enum Kind {
     MemoryDb,
 }
 
+/// A refresher for a cache of `kind` named `name`, user `iam-user-01`,
+/// us-east-1, with the static test credentials.
+pub async fn refresher(kind: Kind, name: &str) -> elasticache_iam::TokenRefresher {
+    let builder = elasticache_iam::TokenRefresher::builder();
+    let builder = match kind {
+        Kind::Serverless => builder.serverless_cache(name),
+        Kind::ReplicationGroup => builder.replication_group(name),
+        Kind::MemoryDb => builder.memorydb_cluster(name),
+    };
+    builder
+        .user_id("iam-user-01")
+        .region("us-east-1")
+        .credentials_provider(static_credentials())
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A plain-TCP connection to a server behind the fronts.
+pub async fn server(addr: std::net::SocketAddr) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://{addr}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// One command to the server at `addr` (plain TCP), and its reply.
+pub async fn on_server<T: redis::FromRedisValue>(addr: std::net::SocketAddr, args: &[&str]) -> T {
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query_async(&mut server(addr).await)
+        .await
+        .unwrap()
+}
+
 /// A correct token for a cache of `kind` named `name`, user `iam-user-01`,
 /// us-east-1, signed by this crate's signer.
 pub fn token(kind: Kind, name: &str) -> String {
