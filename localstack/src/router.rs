@@ -61,8 +61,6 @@ struct SlotMap {
 pub(crate) struct Route {
     /// The server's index.
     pub(crate) server: usize,
-    /// The slot of its first key.
-    pub(crate) slot: Option<u16>,
     /// Whether the server is a replica (its connection needs `READONLY`).
     pub(crate) replica: bool,
 }
@@ -112,10 +110,10 @@ impl Router {
         self.keys.first_key(args).map(slot)
     }
 
-    /// Where the command in `args` goes; `replica_reads`: a read may go to
-    /// a replica.
-    pub(crate) fn route(&self, args: &[&[u8]], replica_reads: bool) -> Route {
-        let slot = self.keys.first_key(args).map(slot);
+    /// Where the command in `args`, whose first key is in `slot`
+    /// ([`slot_of`](Self::slot_of)), goes; `replica_reads`: a read may go
+    /// to a replica.
+    pub(crate) fn route(&self, args: &[&[u8]], slot: Option<u16>, replica_reads: bool) -> Route {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         let primary = map.owner[usize::from(slot.unwrap_or(0))];
         let replica = (replica_reads && self.keys.readonly(args))
@@ -123,7 +121,6 @@ impl Router {
             .flatten();
         Route {
             server: replica.unwrap_or(primary),
-            slot,
             replica: replica.is_some(),
         }
     }

@@ -364,7 +364,7 @@ impl Routing {
             return Routed::Forward(forward);
         }
         let watch = name == b"WATCH";
-        let route = router.route(args, self.replica_reads() && !watch);
+        let route = router.route(args, slot, self.replica_reads() && !watch);
         let mut forward = Forward {
             upstream: route.server,
             replica: route.replica,
