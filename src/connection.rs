@@ -174,7 +174,7 @@ impl Connection {
         {
             return None;
         }
-        reauthenticator.command(&mut self.reauth)
+        reauthenticator.command(&mut self.reauth, &self.life)
     }
 
     /// Records the answer to a re-authentication's `AUTH` (a failed
@@ -435,7 +435,7 @@ fn failed<T>(reply: Option<&RedisResult<T>>) -> bool {
 
 /// The connection itself failed (or lost track of its replies), as opposed
 /// to the server answering with an error.
-fn failed_transport(err: &RedisError) -> bool {
+pub(crate) fn failed_transport(err: &RedisError) -> bool {
     err.is_io_error()
         || err.is_connection_dropped()
         || err.is_timeout()

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use redis::Value;
+use redis::aio::ConnectionLike;
 use serde::Serialize;
 
 use crate::clock::monotonic_now;
-use crate::connection::Connection;
 use crate::connector::Connector;
 use crate::counters::read;
 use crate::error::display_chain;
@@ -66,8 +66,10 @@ pub struct Counts {
     pub connections_opened: u64,
     /// Failed connection attempts.
     pub connect_failures: u64,
-    /// Successful re-authentications. In cluster mode: tokens handed to
-    /// redis-rs for re-authentication.
+    /// Successful re-authentications (the server's confirmations). A pool in
+    /// cluster mode counts the tokens handed to redis-rs for
+    /// re-authentication instead; the shared handle counts each node's
+    /// confirmation.
     pub reauths: u64,
     /// Re-authentications refused or throttled (retried later).
     pub reauth_failures: u64,
@@ -91,7 +93,7 @@ pub(crate) fn counts(connector: &Connector) -> Counts {
     // In cluster mode redis-rs re-authenticates, with tokens from the
     // refresher's stream.
     let cluster_reauths = match connector.refresher() {
-        Some(refresher) if connector.is_cluster() => refresher.reauth_tokens(),
+        Some(refresher) if connector.redis_reauthenticates() => refresher.reauth_tokens(),
         _ => 0,
     };
     Counts {
@@ -146,7 +148,9 @@ pub(crate) fn report(
 }
 
 /// `PING` (timed) and `INFO server` on a connection.
-pub(crate) async fn ping(conn: &mut Connection) -> Result<(Duration, Option<String>), String> {
+pub(crate) async fn ping(
+    conn: &mut impl ConnectionLike,
+) -> Result<(Duration, Option<String>), String> {
     let started = monotonic_now();
     redis::cmd("PING")
         .query_async::<()>(&mut *conn)

@@ -33,6 +33,8 @@ pub(crate) struct Life {
     moved: Notify,
     /// Signalled by [`close_now`](Self::close_now).
     closing: Notify,
+    /// Signalled to every waiter of [`closed`](Self::closed) when it closes.
+    ended: Notify,
     lifecycle: Lifecycle,
 }
 
@@ -58,6 +60,7 @@ impl Life {
             deadline: Mutex::new(lifecycle.deadline()),
             moved: Notify::new(),
             closing: Notify::new(),
+            ended: Notify::new(),
             lifecycle: *lifecycle,
         }
     }
@@ -97,7 +100,22 @@ impl Life {
     /// Marks it closed; true if it was not already, so that whoever closes
     /// it counts it, once.
     pub(crate) fn close(&self) -> bool {
-        self.state.swap(CLOSED, Ordering::AcqRel) != CLOSED
+        let first = self.state.swap(CLOSED, Ordering::AcqRel) != CLOSED;
+        self.ended.notify_waiters();
+        first
+    }
+
+    /// Resolves once it is closed (by anyone, for any reason).
+    pub(crate) async fn closed(&self) {
+        loop {
+            let ended = self.ended.notified();
+            let mut ended = std::pin::pin!(ended);
+            ended.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            ended.await;
+        }
     }
 
     /// Marks it closed and has the driving task close the socket now, even

@@ -11,6 +11,7 @@
 //! safety net. A refusal also has a new token signed, in the background.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use backon::ExponentialBackoff;
@@ -47,18 +48,30 @@ impl Reauth {
         monotonic_now() >= self.at
     }
 
+    /// When the next attempt is due.
+    pub(crate) fn at(&self) -> Instant {
+        self.at
+    }
+
     /// A failed attempt: try again after a jittered, growing delay (1-2 s,
-    /// 2-4 s, ... up to a minute or two).
-    fn failed(&mut self) -> Duration {
-        let delay = self
+    /// 2-4 s, ... up to a minute or two), but at most half the time left
+    /// before the connection's `deadline` (and no sooner than
+    /// [`MIN_RETRY`]), so that several attempts fit before it.
+    fn failed(&mut self, deadline: Instant) -> Duration {
+        let now = monotonic_now();
+        let backoff = self
             .retry
             .get_or_insert_with(|| exponential(Duration::from_secs(1), Duration::from_secs(60)))
             .next()
             .unwrap_or(Duration::from_secs(60));
-        self.at = monotonic_now() + delay;
+        let delay = backoff.min((deadline.saturating_duration_since(now) / 2).max(MIN_RETRY));
+        self.at = now + delay;
         delay
     }
 }
+
+/// The shortest delay between two attempts to re-authenticate a connection.
+const MIN_RETRY: Duration = Duration::from_millis(500);
 
 /// What re-authenticating a pool's IAM connections takes.
 #[derive(Debug)]
@@ -92,7 +105,7 @@ impl Reauthenticator {
     /// usable token (the refresher is between cycles or failing), `None`:
     /// counted as a failed re-authentication and retried later, while a
     /// signing cycle is started in the background.
-    pub(crate) fn command(&self, reauth: &mut Reauth) -> Option<Cmd> {
+    pub(crate) fn command(&self, reauth: &mut Reauth, life: &Life) -> Option<Cmd> {
         if let Some(token) = self.refresher.current() {
             let mut cmd = redis::cmd("AUTH");
             cmd.arg(self.iam.user_id.as_str())
@@ -100,7 +113,7 @@ impl Reauthenticator {
             return Some(cmd);
         }
         bump(&self.counters.reauth_failures);
-        let retry = reauth.failed();
+        let retry = reauth.failed(life.deadline());
         tracing::warn!(endpoint = %self.endpoint, ?retry, "no usable token for re-authentication yet; the connection keeps serving");
         let refresher = self.refresher.clone();
         tokio::spawn(async move {
@@ -112,27 +125,26 @@ impl Reauthenticator {
     /// The server answered the `AUTH`: a success restarts the connection's
     /// clocks; a refusal or throttle schedules a retry.
     pub(crate) fn answered(&self, reply: &Value, reauth: &mut Reauth, life: &Life) {
-        let err = match reply {
-            Value::Okay => {
-                bump(&self.counters.reauths);
-                life.authenticated();
-                *reauth = Reauth::new(&self.lifecycle);
-                tracing::debug!(endpoint = %self.endpoint, "connection re-authenticated");
-                return;
-            }
-            Value::SimpleString(ok) if ok == "OK" => {
-                return self.answered(&Value::Okay, reauth, life);
-            }
-            Value::ServerError(err) => redis::RedisError::from(err.clone()),
-            // Not an answer to AUTH (`QUEUED` would mean it landed in a
-            // transaction): unknown, so not authenticated; retried later.
-            _ => redis::RedisError::from((
-                redis::ErrorKind::Client,
-                "unexpected answer to a re-authentication",
-            )),
-        };
+        match confirmation(reply) {
+            Ok(()) => self.succeeded(1, reauth, life),
+            Err(err) => self.failed(err, reauth, life),
+        }
+    }
+
+    /// `nodes` confirmed the `AUTH` (all the connection has): its clocks
+    /// restart.
+    pub(crate) fn succeeded(&self, nodes: u64, reauth: &mut Reauth, life: &Life) {
+        self.counters.reauths.fetch_add(nodes, Ordering::Relaxed);
+        life.authenticated();
+        *reauth = Reauth::new(&self.lifecycle);
+        tracing::debug!(endpoint = %self.endpoint, nodes, "connection re-authenticated");
+    }
+
+    /// The `AUTH` was refused, throttled or not answered: retried later,
+    /// sooner as the deadline nears.
+    pub(crate) fn failed(&self, err: redis::RedisError, reauth: &mut Reauth, life: &Life) {
         bump(&self.counters.reauth_failures);
-        let retry = reauth.failed();
+        let retry = reauth.failed(life.deadline());
         let meaning = replies::meaning(&err);
         let err = replies::to_error(err, Some(&self.iam), &self.endpoint);
         tracing::warn!(endpoint = %self.endpoint, error = %display_chain(&err), ?retry, "re-authentication failed; the connection keeps serving until its deadline");
@@ -144,5 +156,20 @@ impl Reauthenticator {
                 let _ = refresher.refresh_now().await;
             });
         }
+    }
+}
+
+/// Whether `reply` confirms an `AUTH`; the error it is otherwise.
+pub(crate) fn confirmation(reply: &Value) -> Result<(), redis::RedisError> {
+    match reply {
+        Value::Okay => Ok(()),
+        Value::SimpleString(ok) if ok == "OK" => Ok(()),
+        Value::ServerError(err) => Err(redis::RedisError::from(err.clone())),
+        // Not an answer to AUTH (`QUEUED` would mean it landed in a
+        // transaction): unknown, so not authenticated; retried later.
+        _ => Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "unexpected answer to a re-authentication",
+        ))),
     }
 }

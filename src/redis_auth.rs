@@ -119,14 +119,22 @@ impl TokenRefresher {
 
 impl StreamingCredentialsProvider for TokenRefresher {
     fn subscribe(&self) -> Pin<Box<dyn Stream<Item = Item> + Send + 'static>> {
-        Box::pin(Subscription {
-            refresher: self.clone(),
-            subscribed_in: tokio::task::try_id(),
-            role: None,
-            yielded: 0,
-            last_failed: false,
-            next: None,
-        })
+        Box::pin(Subscription::new(self, true))
+    }
+}
+
+/// The refresher as a credentials provider that only authenticates new
+/// connections: its subscriptions yield the first token and no more, so
+/// redis-rs never re-authenticates by itself. For connections whose holder
+/// re-authenticates them on the lifecycle's schedule, with retries that do
+/// not stop and answers that it counts (the shared handle's cluster
+/// connections).
+#[derive(Clone, Debug)]
+pub(crate) struct InitialAuthOnly(pub(crate) TokenRefresher);
+
+impl StreamingCredentialsProvider for InitialAuthOnly {
+    fn subscribe(&self) -> Pin<Box<dyn Stream<Item = Item> + Send + 'static>> {
+        Box::pin(Subscription::new(&self.0, false))
     }
 }
 
@@ -138,6 +146,8 @@ enum Role {
 
 struct Subscription {
     refresher: TokenRefresher,
+    /// Yields re-authentication tokens (else only an initial one).
+    reauth: bool,
     subscribed_in: Option<tokio::task::Id>,
     /// Decided at the first poll.
     role: Option<Role>,
@@ -147,6 +157,18 @@ struct Subscription {
 }
 
 impl Subscription {
+    fn new(refresher: &TokenRefresher, reauth: bool) -> Self {
+        Subscription {
+            refresher: refresher.clone(),
+            reauth,
+            subscribed_in: tokio::task::try_id(),
+            role: None,
+            yielded: 0,
+            last_failed: false,
+            next: None,
+        }
+    }
+
     fn role(&mut self) -> Role {
         *self.role.get_or_insert_with(|| {
             let polled_in = tokio::task::try_id();
@@ -163,7 +185,12 @@ impl Subscription {
     /// The future of the next item: now for an initial subscription's first,
     /// after a retry delay following a failure, else at a re-auth point.
     fn next_item(&mut self) -> NextItem {
-        let delay = if self.yielded == 0 && self.role() == Role::Initial {
+        let initial = self.yielded == 0 && self.role() == Role::Initial;
+        if !self.reauth && !initial {
+            // Re-authentication is the holder's.
+            return Box::pin(std::future::pending());
+        }
+        let delay = if initial {
             None
         } else if self.last_failed {
             Some(RETRY_AFTER_FAILURE)

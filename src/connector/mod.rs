@@ -30,7 +30,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
 use redis::{ProtocolVersion, TlsCertificates};
 
 pub(crate) use attempts::Attempts;
@@ -41,13 +43,15 @@ use standalone::Refusal;
 use crate::config::{Auth, ConnectionConfig, IamAuth};
 use crate::connection::{ClusterSlot, Connection, Inner, Settings};
 use crate::counters::{Counters, bump};
-use crate::error::{Error, ErrorKind, display_chain};
+use crate::error::{Error, ErrorKind, Problems, display_chain};
 use crate::gate::Gate;
 use crate::life::Life;
 use crate::reauth::Reauthenticator;
-use crate::refresher::TokenRefresher;
+use crate::redis_auth::InitialAuthOnly;
+use crate::refresher::{TokenRefresher, TokenRefresherBuilder};
 use crate::replies;
 use crate::socket;
+use crate::target::TargetKind;
 use crate::tls::TlsConnector;
 
 /// How connections are opened and timed, beside the configuration.
@@ -61,6 +65,26 @@ pub(crate) struct ConnectorOptions {
     pub(crate) max_concurrent_connects: usize,
     /// redis-rs's cluster client, or one standalone connection.
     pub(crate) cluster: bool,
+    /// Cluster mode with IAM: redis-rs re-authenticates each node connection
+    /// with tokens from the refresher's stream (the pool), or only
+    /// authenticates new node connections and leaves re-authentication to
+    /// the holder (the shared handle, which sends `AUTH` to every node on
+    /// the lifecycle's schedule and counts the answers).
+    pub(crate) redis_reauth: bool,
+}
+
+/// A connection just opened and authenticated, not yet in any holder.
+pub(crate) struct Opened {
+    pub(crate) raw: Raw,
+    pub(crate) life: Arc<Life>,
+    /// It speaks RESP3.
+    pub(crate) resp3: bool,
+}
+
+/// redis-rs's handle of an opened connection.
+pub(crate) enum Raw {
+    Standalone(MultiplexedConnection),
+    Cluster(ClusterConnection),
 }
 
 /// Opens authenticated connections to one endpoint.
@@ -77,6 +101,8 @@ pub(crate) struct Connector {
     /// re-authentication.
     settings: Arc<Settings>,
     attempts: Attempts,
+    /// Cluster mode: redis-rs re-authenticates node connections itself.
+    redis_reauth: bool,
 }
 
 enum Transport {
@@ -128,21 +154,21 @@ impl Connector {
                     certificates,
                     refresher.as_ref(),
                     options.connect_timeout,
+                    options.redis_reauth,
                 )?))
             }
         };
         let endpoint = config.endpoint();
         let counters = Arc::<Counters>::default();
-        let reauthenticator = match (config.auth(), &refresher, &transport) {
-            (Auth::Iam(iam), Some(refresher), Transport::Standalone { .. }) => {
-                Some(Reauthenticator::new(
-                    refresher.clone(),
-                    iam.clone(),
-                    endpoint.clone(),
-                    *config.lifecycle(),
-                    Arc::clone(&counters),
-                ))
-            }
+        let redis_reauth = options.cluster && options.redis_reauth;
+        let reauthenticator = match (config.auth(), &refresher) {
+            (Auth::Iam(iam), Some(refresher)) if !redis_reauth => Some(Reauthenticator::new(
+                refresher.clone(),
+                iam.clone(),
+                endpoint.clone(),
+                *config.lifecycle(),
+                Arc::clone(&counters),
+            )),
             _ => None,
         };
         let settings = Arc::new(Settings {
@@ -163,7 +189,55 @@ impl Connector {
             counters,
             settings,
             attempts: Attempts::default(),
+            redis_reauth,
         })
+    }
+
+    /// What every connection shares: reply deadlines, the database,
+    /// re-authentication.
+    pub(crate) fn settings(&self) -> &Arc<Settings> {
+        &self.settings
+    }
+
+    /// Cluster mode in which redis-rs re-authenticates node connections
+    /// itself, with tokens from the refresher's stream.
+    pub(crate) fn redis_reauthenticates(&self) -> bool {
+        self.redis_reauth
+    }
+
+    /// The connector a holder's builder asks for: `config` and `options`
+    /// checked (beside the holder's own `problems`, all reported at once),
+    /// then the refresher, given or made with `refresher_builder` for the
+    /// configuration's target, user id, region and lifecycle, started only
+    /// for settings that passed.
+    pub(crate) async fn build(
+        config: ConnectionConfig,
+        options: ConnectorOptions,
+        given: Option<TokenRefresher>,
+        refresher_builder: TokenRefresherBuilder,
+        mut problems: Problems,
+    ) -> Result<Self, Error> {
+        let (given, to_start) = match (config.auth(), given) {
+            (_, Some(refresher)) => (Some(refresher), None),
+            (Auth::Iam(iam), None) => (
+                None,
+                refresher_builder
+                    .target(iam.target.clone())
+                    .user_id(iam.user_id.as_str())
+                    .region(iam.region.as_str())
+                    .token_refresh_interval(config.lifecycle().token_refresh_interval)
+                    .reauth_after(config.lifecycle().reauth_after)
+                    .check(&mut problems),
+            ),
+            (_, None) => (None, None),
+        };
+        let checked = Checked::new(config, given.as_ref(), options, &mut problems);
+        let checked = problems.finish(checked)?;
+        let refresher = match to_start {
+            Some(checked) => Some(checked.start().await),
+            None => given,
+        };
+        Connector::new(checked, refresher)
     }
 
     pub(crate) fn config(&self) -> &ConnectionConfig {
@@ -217,8 +291,23 @@ impl Connector {
         &self.attempts
     }
 
-    /// One connection attempt, through the gate, recorded.
+    /// One connection attempt for the pool, through the gate, recorded.
     pub(crate) async fn connect(&self) -> Result<Connection, Error> {
+        let opened = self.open_connection().await?;
+        let inner = match opened.raw {
+            Raw::Standalone(c) => Inner::Standalone(c),
+            Raw::Cluster(c) => Inner::Cluster(ClusterSlot::new(c)),
+        };
+        Ok(Connection::new(
+            inner,
+            opened.life,
+            Arc::clone(&self.settings),
+            opened.resp3,
+        ))
+    }
+
+    /// One connection attempt, through the gate, recorded.
+    pub(crate) async fn open_connection(&self) -> Result<Opened, Error> {
         let permit = self.gate.enter().await;
         let attempt = tokio::time::timeout(self.connect_timeout, self.open());
         let result = match attempt.await {
@@ -258,7 +347,7 @@ impl Connector {
         result
     }
 
-    async fn open(&self) -> Result<Connection, Error> {
+    async fn open(&self) -> Result<Opened, Error> {
         match &self.transport {
             Transport::Cluster(client) => {
                 // redis-rs takes the token from the refresher's stream and
@@ -271,12 +360,11 @@ impl Connector {
                     .get_async_connection()
                     .await
                     .map_err(|e| replies::to_error(e, self.iam(), &self.endpoint))?;
-                Ok(Connection::new(
-                    Inner::Cluster(ClusterSlot::new(inner)),
-                    Arc::new(Life::new(self.config.lifecycle())),
-                    Arc::clone(&self.settings),
-                    true,
-                ))
+                Ok(Opened {
+                    raw: Raw::Cluster(inner),
+                    life: Arc::new(Life::new(self.config.lifecycle())),
+                    resp3: true,
+                })
             }
             Transport::Standalone { tls, resp2 } => {
                 let protocol = if resp2.load(Ordering::Relaxed) {
@@ -296,6 +384,17 @@ impl Connector {
                 }
             }
         }
+    }
+}
+
+/// Cluster mode by default: for serverless caches and MemoryDB clusters.
+pub(crate) fn default_cluster(config: &ConnectionConfig) -> bool {
+    match config.auth() {
+        Auth::Iam(iam) => matches!(
+            iam.target.kind(),
+            TargetKind::ServerlessCache | TargetKind::MemoryDbCluster
+        ),
+        _ => false,
     }
 }
 
@@ -334,7 +433,8 @@ fn check_refresher(refresher: &TokenRefresher, auth: &Auth) -> Result<(), Error>
 /// redis-rs's cluster client for `config`: the endpoint as its seed node,
 /// RESP3, the connect timeout, TLS with the same roots and client
 /// certificate (read when checked), the socket settings, and the refresher
-/// (or password) as its credentials. No response timeout: each pooled
+/// (or password) as its credentials (with `redis_reauth` false, the
+/// refresher only authenticates new node connections). No response timeout: each pooled
 /// connection times its commands itself (blocking commands get their block
 /// time).
 fn cluster_client(
@@ -342,6 +442,7 @@ fn cluster_client(
     certificates: Option<TlsCertificates>,
     refresher: Option<&TokenRefresher>,
     connect_timeout: Duration,
+    redis_reauth: bool,
 ) -> Result<ClusterClient, Error> {
     let scheme = if config.tls().is_some() {
         "rediss"
@@ -364,7 +465,12 @@ fn cluster_client(
                 None => builder,
             }
         }
-        (Auth::Iam(_), Some(refresher)) => builder.set_credentials_provider(refresher.clone()),
+        (Auth::Iam(_), Some(refresher)) if redis_reauth => {
+            builder.set_credentials_provider(refresher.clone())
+        }
+        (Auth::Iam(_), Some(refresher)) => {
+            builder.set_credentials_provider(InitialAuthOnly(refresher.clone()))
+        }
         _ => builder,
     };
     builder.build().map_err(|e| {

@@ -12,9 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
-use super::Connector;
+use super::{Connector, Opened, Raw};
 use crate::config::Auth;
-use crate::connection::{Connection, Inner};
 use crate::counters::bump;
 use crate::error::{Error, ErrorKind};
 use crate::life::Life;
@@ -27,7 +26,7 @@ impl Connector {
         &self,
         tls: Option<&TlsConnector>,
         protocol: ProtocolVersion,
-    ) -> Result<Connection, Refusal> {
+    ) -> Result<Opened, Refusal> {
         let host = self.config.host();
         let tcp = TcpStream::connect((host, self.config.port()))
             .await
@@ -82,7 +81,7 @@ impl Connector {
         info: &RedisConnectionInfo,
         resp2_auth: Option<(Option<String>, Zeroizing<String>)>,
         mut stream: S,
-    ) -> Result<Connection, Refusal>
+    ) -> Result<Opened, Refusal>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -120,12 +119,11 @@ impl Connector {
                 )
                 .await;
         });
-        Ok(Connection::new(
-            Inner::Standalone(inner),
+        Ok(Opened {
+            raw: Raw::Standalone(inner),
             life,
-            Arc::clone(&self.settings),
-            info.protocol() == ProtocolVersion::RESP3,
-        ))
+            resp3: info.protocol() == ProtocolVersion::RESP3,
+        })
     }
 }
 

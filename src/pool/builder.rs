@@ -7,12 +7,11 @@ use aws_config::SdkConfig;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
 use super::Pool;
-use crate::config::{Auth, ConnectionConfig};
-use crate::connector::{Checked, Connector, ConnectorOptions};
+use crate::config::ConnectionConfig;
+use crate::connector::{Connector, ConnectorOptions, default_cluster};
 use crate::error::{Error, Problems};
 use crate::manager::Manager;
 use crate::refresher::{TokenRefresher, TokenRefresherBuilder};
-use crate::target::TargetKind;
 
 /// Builds a [`Pool`]. Defaults:
 ///
@@ -197,43 +196,24 @@ impl PoolBuilder {
     pub async fn build_lazy(self) -> Result<Pool, Error> {
         let mut problems = Problems::default();
         self.check(&mut problems);
-        let config = self.config;
-        let cluster = self.cluster.unwrap_or(match config.auth() {
-            Auth::Iam(iam) => matches!(
-                iam.target.kind(),
-                TargetKind::ServerlessCache | TargetKind::MemoryDbCluster
-            ),
-            _ => false,
-        });
         let options = ConnectorOptions {
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
             max_concurrent_connects: self.max_concurrent_connects,
-            cluster,
+            cluster: self
+                .cluster
+                .unwrap_or_else(|| default_cluster(&self.config)),
+            redis_reauth: true,
         };
-        // Everything is checked, every problem noted, before the refresher
-        // starts (and looks up credentials).
-        let (given, to_start) = match (config.auth(), self.refresher) {
-            (_, Some(refresher)) => (Some(refresher), None),
-            (Auth::Iam(iam), None) => (
-                None,
-                self.refresher_builder
-                    .target(iam.target.clone())
-                    .user_id(iam.user_id.as_str())
-                    .region(iam.region.as_str())
-                    .token_refresh_interval(config.lifecycle().token_refresh_interval)
-                    .reauth_after(config.lifecycle().reauth_after)
-                    .check(&mut problems),
-            ),
-            (_, None) => (None, None),
-        };
-        let checked = Checked::new(config, given.as_ref(), options, &mut problems);
-        let checked = problems.finish(checked)?;
-        let refresher = match to_start {
-            Some(checked) => Some(checked.start().await),
-            None => given,
-        };
-        let manager = Manager::new(Connector::new(checked, refresher)?);
+        let connector = Connector::build(
+            self.config,
+            options,
+            self.refresher,
+            self.refresher_builder,
+            problems,
+        )
+        .await?;
+        let manager = Manager::new(connector);
         let inner = bb8::Pool::builder()
             .max_size(self.max_size)
             .min_idle(self.min_idle)

@@ -163,7 +163,7 @@ impl Pool {
         };
         let token = self.refresher().map(TokenRefresher::status);
         let server = match tokio::time::timeout(health::WAIT, self.get()).await {
-            Ok(Ok(mut conn)) => health::ping(&mut conn).await,
+            Ok(Ok(mut conn)) => health::ping(&mut *conn).await,
             Ok(Err(err)) => Err(display_chain(&err)),
             Err(_) => Err(format!(
                 "no connection became free within {:?}",

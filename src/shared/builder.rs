@@ -1,0 +1,226 @@
+//! Building a [`SharedConnection`]: its settings and their documented
+//! defaults.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use tokio::sync::watch;
+
+use super::link::Link;
+use super::slot::{Slot, upkeep};
+use super::{Shared, SharedConnection};
+use crate::config::ConnectionConfig;
+use crate::connector::{Connector, ConnectorOptions, default_cluster};
+use crate::error::{Error, Problems};
+use crate::refresher::{TokenRefresher, TokenRefresherBuilder};
+
+/// Builds a [`SharedConnection`]. Defaults:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`connections`](Self::connections) | 1 multiplexed connection per node |
+/// | [`connect_timeout`](Self::connect_timeout) | 10 s per attempt (TCP, TLS, authentication) |
+/// | [`response_timeout`](Self::response_timeout) | 1 s per request |
+/// | [`max_concurrent_connects`](Self::max_concurrent_connects) | 4 attempts at once |
+/// | [`cluster_mode`](Self::cluster_mode) | on for serverless caches and MemoryDB, off otherwise |
+/// | credentials (IAM) | the AWS default chain |
+///
+/// Token rotation, re-authentication and the connection deadline come from the
+/// configuration's [`Lifecycle`](crate::Lifecycle).
+#[must_use]
+pub struct SharedConnectionBuilder {
+    config: ConnectionConfig,
+    connections: usize,
+    connect_timeout: Duration,
+    response_timeout: Option<Duration>,
+    max_concurrent_connects: usize,
+    cluster: Option<bool>,
+    refresher: Option<TokenRefresher>,
+    refresher_builder: TokenRefresherBuilder,
+}
+
+impl fmt::Debug for SharedConnectionBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedConnectionBuilder")
+            .field("config", &self.config)
+            .field("connections", &self.connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("max_concurrent_connects", &self.max_concurrent_connects)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedConnectionBuilder {
+    /// Multiplexed connections per node, by default.
+    pub const DEFAULT_CONNECTIONS: usize = 1;
+    /// The most multiplexed connections per node.
+    pub const MAX_CONNECTIONS: usize = 64;
+    /// How long one connection attempt may take, by default.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long a request may wait for its reply, by default.
+    pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Connection attempts in flight at once, by default.
+    pub const DEFAULT_MAX_CONCURRENT_CONNECTS: usize = 4;
+
+    pub(super) fn new(config: ConnectionConfig) -> Self {
+        Self {
+            config,
+            connections: Self::DEFAULT_CONNECTIONS,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: Some(Self::DEFAULT_RESPONSE_TIMEOUT),
+            max_concurrent_connects: Self::DEFAULT_MAX_CONCURRENT_CONNECTS,
+            cluster: None,
+            refresher: None,
+            refresher_builder: TokenRefresher::builder(),
+        }
+    }
+
+    /// Multiplexed connections per node (1 to 64); requests are spread over
+    /// them in turn. In cluster mode each is a cluster connection (one
+    /// connection to every node). Defaults to 1, which carries well over
+    /// 100,000 small commands a second; more help when large values make
+    /// one socket the bottleneck.
+    pub fn connections(mut self, n: usize) -> Self {
+        self.connections = n;
+        self
+    }
+
+    /// How long one connection attempt may take. Defaults to 10 s. Requests
+    /// that find their connection lost wait this long for its successor.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a request waits for its reply (`None`: forever). Defaults
+    /// to 1 s. A request that gives up leaves the connection as it is:
+    /// redis-rs matches the late reply to it and drops it.
+    pub fn response_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Connection attempts in flight at once. Defaults to 4.
+    pub fn max_concurrent_connects(mut self, n: usize) -> Self {
+        self.max_concurrent_connects = n;
+        self
+    }
+
+    /// Cluster mode (redis-rs's cluster connection) or standalone. Defaults
+    /// to cluster mode for serverless caches and MemoryDB clusters,
+    /// standalone otherwise (cluster-mode-enabled replication groups need
+    /// `true`).
+    pub fn cluster_mode(mut self, on: bool) -> Self {
+        self.cluster = Some(on);
+        self
+    }
+
+    /// IAM: the credentials that sign tokens, instead of the default chain.
+    pub fn credentials_provider(mut self, provider: impl ProvideCredentials + 'static) -> Self {
+        self.set_credentials_provider(Some(SharedCredentialsProvider::new(provider)));
+        self
+    }
+
+    /// IAM: the credentials that sign tokens, or the default chain (`None`).
+    pub fn set_credentials_provider(
+        &mut self,
+        provider: Option<SharedCredentialsProvider>,
+    ) -> &mut Self {
+        self.refresher_builder.set_credentials_provider(provider);
+        self
+    }
+
+    /// IAM: credentials provider and time source from an `SdkConfig`. The
+    /// configuration's region still decides where tokens are for.
+    pub fn sdk_config(mut self, config: &SdkConfig) -> Self {
+        self.refresher_builder = self.refresher_builder.sdk_config(config);
+        self
+    }
+
+    /// IAM: use this refresher (shared with pools or other clients) instead
+    /// of making one. It must sign for the configuration's target, user id
+    /// and region. Its own token refresh interval applies.
+    pub fn refresher(mut self, refresher: TokenRefresher) -> Self {
+        self.refresher = Some(refresher);
+        self
+    }
+
+    /// Validates the settings, makes the refresher (IAM) and the TLS
+    /// configuration, and opens every connection, so that a misconfiguration
+    /// fails here, with its precise error (every problem in the settings at
+    /// once, see [`Error::parameters`]), rather than at the first command.
+    pub async fn build(self) -> Result<SharedConnection, Error> {
+        let mut problems = Problems::default();
+        if !(1..=Self::MAX_CONNECTIONS).contains(&self.connections) {
+            problems.push(Error::config(
+                "connections",
+                format!(
+                    "connections must be 1 to {}; got {}",
+                    Self::MAX_CONNECTIONS,
+                    self.connections
+                ),
+            ));
+        }
+        for (parameter, value) in [
+            ("connect_timeout", Some(self.connect_timeout)),
+            ("response_timeout", self.response_timeout),
+        ] {
+            if value == Some(Duration::ZERO) {
+                problems.push(Error::config(
+                    parameter,
+                    format!("{parameter} must be more than zero"),
+                ));
+            }
+        }
+        let options = ConnectorOptions {
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            max_concurrent_connects: self.max_concurrent_connects,
+            cluster: self
+                .cluster
+                .unwrap_or_else(|| default_cluster(&self.config)),
+            redis_reauth: false,
+        };
+        let connector = Arc::new(
+            Connector::build(
+                self.config,
+                options,
+                self.refresher,
+                self.refresher_builder,
+                problems,
+            )
+            .await?,
+        );
+        let mut slots = Vec::with_capacity(self.connections);
+        for _ in 0..self.connections {
+            let link = Link::new(connector.open_connection().await?);
+            slots.push(Arc::new(Slot::new(link)));
+        }
+        let (stop, stopped) = watch::channel(());
+        for slot in &slots {
+            tokio::spawn(upkeep(
+                Arc::clone(&connector),
+                Arc::clone(slot),
+                self.response_timeout
+                    .unwrap_or(Self::DEFAULT_RESPONSE_TIMEOUT),
+                stopped.clone(),
+            ));
+        }
+        Ok(SharedConnection {
+            inner: Arc::new(Shared {
+                connector,
+                slots,
+                next: AtomicUsize::new(0),
+                response_timeout: self.response_timeout,
+                connect_timeout: self.connect_timeout,
+                _stop: stop,
+            }),
+        })
+    }
+}

@@ -1,0 +1,194 @@
+//! One connection of the shared handle: redis-rs's multiplexed connection
+//! (standalone) or cluster connection, its life, and its
+//! re-authentication.
+//!
+//! Every request clones redis-rs's handle and holds the `Link` until its
+//! replies arrive, so a link that was replaced closes only when the last
+//! request on it is answered (or given up): its socket is closed when the
+//! last holder drops it.
+//!
+//! Re-authentication is one more request on the connection: redis-rs writes
+//! each request (one command, or a whole pipeline, which an atomic
+//! pipeline's `MULTI` ... `EXEC` is) in one piece, so the `AUTH` lands
+//! between requests, never inside a transaction. In cluster mode it goes to
+//! every node the connection holds, and each node's answer is counted.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
+
+use crate::connector::{Opened, Raw};
+use crate::life::Life;
+use crate::reauth::{Reauth, Reauthenticator, confirmation};
+
+pub(super) struct Link {
+    raw: Raw,
+    pub(super) life: Arc<Life>,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("cluster", &self.is_cluster())
+            .field("life", &self.life)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // The task driving a standalone socket ends, closing it; a cluster
+        // connection ends with its last handle.
+        self.life.close_now();
+    }
+}
+
+impl Link {
+    pub(super) fn new(opened: Opened) -> Arc<Self> {
+        // Never idle: the task driving it leaves its deadline to the
+        // holder, which replaces it first.
+        opened.life.check_out();
+        Arc::new(Self {
+            raw: opened.raw,
+            life: opened.life,
+        })
+    }
+
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.raw, Raw::Cluster(_))
+    }
+
+    pub(super) async fn command(&self, cmd: &Cmd) -> RedisResult<Value> {
+        match &self.raw {
+            Raw::Standalone(c) => c.clone().send_packed_command(cmd).await,
+            Raw::Cluster(c) => c.clone().req_packed_command(cmd).await,
+        }
+    }
+
+    pub(super) async fn pipeline(
+        &self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        match &self.raw {
+            Raw::Standalone(c) => {
+                c.clone()
+                    .send_packed_commands(pipeline, offset, count)
+                    .await
+            }
+            Raw::Cluster(c) => c.clone().req_packed_commands(pipeline, offset, count).await,
+        }
+    }
+
+    /// Whether it answers `PING` (on every node, in cluster mode) within
+    /// `limit`.
+    pub(super) async fn answers(&self, limit: Duration) -> bool {
+        let mut ping = redis::cmd("PING");
+        ping.arg("elasticache-iam");
+        let answer = async {
+            match &self.raw {
+                Raw::Standalone(c) => c.clone().send_packed_command(&ping).await.map(|_| ()),
+                Raw::Cluster(c) => {
+                    let every_node =
+                        RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllNodes, None));
+                    match c.clone().route_command(ping, every_node).await? {
+                        Value::Map(answers)
+                            if answers
+                                .iter()
+                                .any(|(_, answer)| matches!(answer, Value::ServerError(_))) =>
+                        {
+                            Err(RedisError::from((
+                                redis::ErrorKind::Client,
+                                "a node refused PING",
+                            )))
+                        }
+                        _ => Ok(()),
+                    }
+                }
+            }
+        };
+        matches!(tokio::time::timeout(limit, answer).await, Ok(Ok(())))
+    }
+
+    /// `AUTH` with the current token, on the connection (every node of a
+    /// cluster connection), waiting at most `limit`; the outcome is recorded
+    /// in `reauth` (when to try next) and the link's life (its deadline).
+    pub(super) async fn reauthenticate(
+        &self,
+        reauthenticator: &Reauthenticator,
+        reauth: &mut Reauth,
+        limit: Duration,
+    ) {
+        let Some(auth) = reauthenticator.command(reauth, &self.life) else {
+            // No usable token: counted, and retried later.
+            return;
+        };
+        let answer = async {
+            match &self.raw {
+                Raw::Standalone(c) => c
+                    .clone()
+                    .send_packed_command(&auth)
+                    .await
+                    .and_then(|reply| confirmation(&reply).map(|()| 1)),
+                Raw::Cluster(c) => {
+                    // No response policy: one answer per node.
+                    let every_node =
+                        RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllNodes, None));
+                    let reply = c.clone().route_command(auth, every_node).await?;
+                    every_node_confirmed(&reply)
+                }
+            }
+        };
+        match tokio::time::timeout(limit, answer).await {
+            Ok(Ok(nodes)) => reauthenticator.succeeded(nodes, reauth, &self.life),
+            Ok(Err(err)) => reauthenticator.failed(err, reauth, &self.life),
+            Err(_) => reauthenticator.failed(
+                RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer to AUTH within {limit:?}"),
+                )),
+                reauth,
+                &self.life,
+            ),
+        }
+    }
+}
+
+/// The nodes that confirmed an `AUTH` sent to every node (a map of node
+/// address to answer), or the first refusal.
+fn every_node_confirmed(reply: &Value) -> RedisResult<u64> {
+    let answers: Vec<&Value> = match reply {
+        Value::Map(pairs) => pairs.iter().map(|(_, answer)| answer).collect(),
+        one => vec![one],
+    };
+    for answer in &answers {
+        confirmation(answer)?;
+    }
+    Ok(answers.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_must_confirm() {
+        let node = |n: &str| Value::BulkString(n.as_bytes().to_vec());
+        let ok = Value::Map(vec![(node("a:1"), Value::Okay), (node("b:2"), Value::Okay)]);
+        assert_eq!(every_node_confirmed(&ok).unwrap(), 2);
+        let throttled = Value::Map(vec![
+            (node("a:1"), Value::Okay),
+            (
+                node("b:2"),
+                redis::parse_redis_value(b"-ERR Exceeded limit of IAM Authentication requests\r\n")
+                    .unwrap(),
+            ),
+        ]);
+        assert!(every_node_confirmed(&throttled).is_err());
+    }
+}
