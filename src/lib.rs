@@ -33,6 +33,7 @@
 //! | `reauth` | re-authentication of a live connection: its re-auth point, the `AUTH` with the current token, what a refusal or throttle means |
 //! | `connection` | [`Connection`]: the command path of a pooled connection: reply deadlines with block times, closing on unanswered commands, session tracking, re-authentication riding with the next command |
 //! | `counters` | the pool's event counts |
+//! | `shared` | [`SharedConnection`]: multiplexed connections every task shares (`shared::link`: one connection, its requests and re-authentication; `shared::slot`: the task that re-authenticates it in the background and replaces it successor-first at its deadline, on loss or when it stops answering; `shared::refusal`: the commands that need a connection of their own); [`SharedConnectionBuilder`] (`shared::builder`) |
 //! | `manager` | [`Manager`], the thin `bb8::ManageConnection` adapter over the connector: report closed, failed, dirty and expired connections |
 //! | `pool` | [`Pool`]: the bb8 pool and `get` with precise errors; [`PoolBuilder`] (`pool::builder`): its settings and defaults |
 //! | `health` | [`Health`]: pool, token and server state for `/health` endpoints |
@@ -62,6 +63,11 @@
 //!         |
 //!         v
 //!   bb8 Pool  -->  service code;  Pool::health() reports pool, token and server
+//!
+//!   Connector  --> SharedConnection: one multiplexed connection per node,
+//!                  shared by every task; AUTH in the background between
+//!                  requests (every node in cluster mode), successor-first
+//!                  replacement; health() like the pool's
 //! ```
 //!
 //! The binary `elasticache-iam-token` prints a token for `valkey-cli` /
@@ -94,7 +100,26 @@
 //! # Ok::<(), elasticache_iam::Error>(())
 //! ```
 //!
-//! In a service, use the [`Pool`]: connections authenticated with the
+//! In a service, most traffic goes through a [`SharedConnection`]: cheap to
+//! clone, every request in flight pipelined on one multiplexed connection per
+//! node, re-authenticated in the background between requests and replaced
+//! before the 12-hour cut without failing a command. Commands that need a
+//! connection of their own (`WATCH` transactions, `SELECT`, subscriptions,
+//! blocking commands, ...) are refused by it with an error naming the right
+//! tool:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use elasticache_iam::{ConnectionConfig, SharedConnection};
+//! use redis::AsyncCommands;
+//!
+//! let config = ConnectionConfig::from_env()?; // REDIS_URL, USE_IAM_AUTH, ...
+//! let redis = SharedConnection::builder(config).build().await?;
+//! let () = redis.clone().set_ex("greeting", "hello", 60).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! For transactions with `WATCH` and per-connection state, use the [`Pool`]: connections authenticated with the
 //! refresher's current token, re-authenticated before the 12-hour cut and
 //! replaced before it as a safety net. A connection comes back to the next
 //! borrower as a fresh one would: one given back inside `MULTI`, with a

@@ -1,9 +1,9 @@
-//! The four ways of reaching the same Valkey, side by side.
+//! The ways of reaching the same Valkey, side by side.
 
 use std::time::Duration;
 
 use bb8_redis::RedisConnectionManager;
-use elasticache_iam::Pool;
+use elasticache_iam::{Pool, SharedConnection};
 use redis::aio::MultiplexedConnection;
 
 /// One client under test. Pools are used as services use them: a connection
@@ -17,6 +17,10 @@ pub(crate) enum Client {
     /// (b′) A second pool exactly like (b): (b′)/(b) shows how far two
     /// identical clients differ on this machine, the noise floor.
     PlainAgain(bb8::Pool<RedisConnectionManager>),
+    /// (s) This crate's shared handle: one multiplexed connection with TLS,
+    /// IAM authentication, background re-auth and replacement, shared by
+    /// every worker.
+    Shared(SharedConnection),
     /// (c) One redis-rs multiplexed connection through the front, shared by
     /// every worker: the pipelining ceiling.
     Raw(MultiplexedConnection),
@@ -31,6 +35,7 @@ impl Client {
             Client::Iam(_) => "(a) IAM pool",
             Client::Plain(_) => "(b) bb8-redis, password",
             Client::PlainAgain(_) => "(b′) (b) again, noise control",
+            Client::Shared(_) => "(s) IAM shared handle",
             Client::Raw(_) => "(c) one multiplexed connection",
             Client::Upstream(_) => "(d) upstream, no TLS",
         }
@@ -41,6 +46,7 @@ impl Client {
             Client::Iam(_) => "a",
             Client::Plain(_) => "b",
             Client::PlainAgain(_) => "b2",
+            Client::Shared(_) => "s",
             Client::Raw(_) => "c",
             Client::Upstream(_) => "d",
         }
@@ -61,6 +67,10 @@ impl Client {
                     .await
                     .map_err(|e| e.to_string())
             }
+            Client::Shared(shared) => cmd
+                .query_async::<()>(&mut shared.clone())
+                .await
+                .map_err(|e| e.to_string()),
             Client::Raw(conn) | Client::Upstream(conn) => cmd
                 .query_async::<()>(&mut conn.clone())
                 .await

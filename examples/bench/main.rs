@@ -2,9 +2,10 @@
 //! one local stack (TLS front with IAM verification, real Valkey behind it):
 //!
 //! - (a) this crate's IAM pool, (b) a plain bb8-redis pool with password
-//!   authentication through the same front, (c) one redis-rs multiplexed
-//!   connection through the front (the pipelining ceiling), (d) the upstream
-//!   Valkey directly, without TLS (reference);
+//!   authentication through the same front, (s) this crate's IAM shared
+//!   handle, (c) one redis-rs multiplexed connection through the front (the
+//!   pipelining ceiling), (d) the upstream Valkey directly, without TLS
+//!   (reference);
 //! - GET and SET of 64 B and 1 KiB values from 1, 16 and 64 workers, the
 //!   clients taking turns (a b b′ c d, then d c b′ b a, ...) so that drift in the
 //!   machine's speed falls on all of them; ops/s is the median over rounds,
@@ -16,14 +17,17 @@
 //!
 //! ```text
 //! cargo run --release --example bench                         # tables on stderr, JSON last on stdout
-//! cargo run --release --example bench -- --quick              # (a) and (b) only, shorter: under 90 s
+//! cargo run --release --example bench -- --quick              # (a), (b), (s), (c) only, shorter: under 120 s
 //! cargo run --release --example bench -- --report docs        # also writes docs/benchmarks.md and the chart
 //! ```
 //!
 //! The last line on stdout is a JSON object: `throughput_ratio_iam_vs_plain`
 //! (the minimum of (a)/(b) ops/s over the workloads), `p99_ratio_iam_vs_plain`
-//! (the maximum of (a)/(b) p99), `event_window_p999_ratio`, `errors`, and
-//! more. It needs `valkey-server` (`scripts/install-servers.sh valkey`).
+//! (the maximum of (a)/(b) p99), `shared_throughput_ratio_vs_multiplexed`
+//! (the minimum of (s)/(c) ops/s over the x16 and x64 workloads),
+//! `shared_p99_ratio_vs_multiplexed` (the maximum of (s)/(c) p99 over the
+//! same), `shared_throughput_ratio_vs_pool` (the minimum of (s)/(a) ops/s over
+//! the same), `event_window_p999_ratio`, `errors`, and more. It needs `valkey-server` (`scripts/install-servers.sh valkey`).
 
 mod chart;
 mod clients;
@@ -37,7 +41,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use clap::Parser;
-use elasticache_iam::{ConnectionConfig, Pool, TokenSigner};
+use elasticache_iam::{ConnectionConfig, Pool, SharedConnection, TokenSigner};
 use elasticache_localstack::{STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY, Stack, StackConfig};
 use serde_json::json;
 use tokio::time::Instant;
@@ -48,7 +52,8 @@ use workload::{Sample, Workload};
 #[derive(Parser)]
 #[command(about = "IAM pool against a plain pool, side by side, on the local stack")]
 struct Args {
-    /// (a) and (b) only, fewer and shorter rounds: finishes within 90 s.
+    /// (a), (b), (s) and (c) only, fewer and shorter rounds: finishes within
+    /// 120 s.
     #[arg(long)]
     quick: bool,
     /// Write benchmarks.md and benchmarks-latency.png into this directory.
@@ -85,8 +90,8 @@ impl Plan {
         if quick {
             Plan {
                 rounds: 4,
-                warmup: Duration::from_millis(100),
-                span: Duration::from_millis(400),
+                warmup: Duration::from_millis(50),
+                span: Duration::from_millis(300),
                 event_span: Duration::from_secs(16),
                 setups: 10,
                 with_reference: false,
@@ -146,6 +151,21 @@ impl Row {
     pub(crate) fn p99_ratio(&self) -> f64 {
         self.ratio(|c| c.3.latency.value_at_quantile(0.99) as f64)
     }
+
+    /// `x`/`y` p99 latency, over every operation of every round.
+    pub(crate) fn p99_of(&self, x: &str, y: &str) -> Option<f64> {
+        let p99 = |key| {
+            self.cell(key)
+                .map(|c| c.3.latency.value_at_quantile(0.99) as f64)
+        };
+        Some(p99(x)? / p99(y)?)
+    }
+
+    /// Whether the shared handle's targets concern this workload: the
+    /// concurrent ones (x16, x64), where multiplexing matters.
+    pub(crate) fn concurrent(&self) -> bool {
+        self.workload.concurrency >= 16
+    }
 }
 
 /// Everything measured, for the report.
@@ -194,6 +214,34 @@ impl Results {
     /// The highest (a)/(b) p99 ratio, and its workload.
     pub(crate) fn highest_p99_ratio(&self) -> (f64, String) {
         self.extreme(Row::p99_ratio, false)
+    }
+
+    /// The lowest `x`/`y` throughput ratio (paired by round) over the x16
+    /// and x64 workloads, and its workload.
+    pub(crate) fn lowest_concurrent_ratio(&self, x: &str, y: &str) -> (f64, String) {
+        self.extreme(
+            |r| {
+                r.concurrent()
+                    .then(|| r.paired(x, y))
+                    .flatten()
+                    .unwrap_or(f64::NAN)
+            },
+            true,
+        )
+    }
+
+    /// The highest (s)/(c) p99 ratio over the x16 and x64 workloads, and its
+    /// workload.
+    pub(crate) fn highest_shared_p99_ratio(&self) -> (f64, String) {
+        self.extreme(
+            |r| {
+                r.concurrent()
+                    .then(|| r.p99_of("s", "c"))
+                    .flatten()
+                    .unwrap_or(f64::NAN)
+            },
+            false,
+        )
     }
 }
 
@@ -389,12 +437,20 @@ async fn main() {
     if plan.with_reference {
         let again = clients::plain_pool(&plain_url, max).await;
         clients.push(Arc::new(Client::PlainAgain(again)));
-        let raw = redis::Client::open(plain_url.as_str())
-            .expect("front URL")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("front connection");
-        clients.push(Arc::new(Client::Raw(raw)));
+    }
+    let shared = SharedConnection::builder(iam_config(&stack).build().expect("IAM config"))
+        .credentials_provider(credentials())
+        .build()
+        .await
+        .expect("IAM shared handle");
+    clients.push(Arc::new(Client::Shared(shared)));
+    let raw = redis::Client::open(plain_url.as_str())
+        .expect("front URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("front connection");
+    clients.push(Arc::new(Client::Raw(raw)));
+    if plan.with_reference {
         clients.push(Arc::new(Client::Upstream(upstream)));
     }
     // Open every pool's connections before measuring.
@@ -472,9 +528,15 @@ async fn main() {
         + results.events.errors;
     let (throughput, _) = results.lowest_throughput_ratio();
     let (p99, _) = results.highest_p99_ratio();
+    let (shared_throughput, _) = results.lowest_concurrent_ratio("s", "c");
+    let (shared_vs_pool, _) = results.lowest_concurrent_ratio("s", "a");
+    let (shared_p99, _) = results.highest_shared_p99_ratio();
     let summary = json!({
         "throughput_ratio_iam_vs_plain": round3(throughput),
         "p99_ratio_iam_vs_plain": round3(p99),
+        "shared_throughput_ratio_vs_multiplexed": round3(shared_throughput),
+        "shared_p99_ratio_vs_multiplexed": round3(shared_p99),
+        "shared_throughput_ratio_vs_pool": round3(shared_vs_pool),
         "event_window_p999_ratio": round3(results.events.ratio()),
         "errors": errors,
         "sign_ns_median": round3(median_f(&results.sign_ns)),

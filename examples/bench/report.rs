@@ -22,6 +22,12 @@ pub(crate) fn row_line(row: &Row) -> String {
         );
     }
     let _ = write!(line, "  a/b {:.3}", row.throughput_ratio());
+    if let (Some(throughput), Some(p99)) = (row.paired("s", "c"), row.p99_of("s", "c")) {
+        let _ = write!(line, "  s/c {throughput:.3} (p99 {p99:.3})");
+    }
+    if let Some(vs_pool) = row.paired("s", "a") {
+        let _ = write!(line, "  s/a {vs_pool:.3}");
+    }
     if let Some(control) = row.paired("b2", "b") {
         let _ = write!(line, "  b′/b {control:.3}");
     }
