@@ -134,7 +134,10 @@ impl Life {
             .state
             .compare_exchange(IDLE, CLOSED, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => Some(true),
+            Ok(_) => {
+                self.ended.notify_waiters();
+                Some(true)
+            }
             Err(CLOSED) => Some(false),
             Err(_) => None,
         }

@@ -54,17 +54,22 @@ impl Reauth {
     }
 
     /// A failed attempt: try again after a jittered, growing delay (1-2 s,
-    /// 2-4 s, ... up to a minute or two), but at most half the time left
-    /// before the connection's `deadline` (and no sooner than
-    /// [`MIN_RETRY`]), so that several attempts fit before it.
-    fn failed(&mut self, deadline: Instant) -> Duration {
+    /// 2-4 s, ... up to a minute or two), but before the connection's
+    /// `deadline` at most half the time left (so several attempts fit before
+    /// it), and past it at most a twentieth of the maximum connection age
+    /// (the server's cut is near): never sooner than [`MIN_RETRY`].
+    fn failed(&mut self, deadline: Instant, lifecycle: &Lifecycle) -> Duration {
         let now = monotonic_now();
         let backoff = self
             .retry
             .get_or_insert_with(|| exponential(Duration::from_secs(1), Duration::from_secs(60)))
             .next()
             .unwrap_or(Duration::from_secs(60));
-        let delay = backoff.min((deadline.saturating_duration_since(now) / 2).max(MIN_RETRY));
+        let cap = match deadline.checked_duration_since(now) {
+            Some(left) if !left.is_zero() => left / 2,
+            _ => lifecycle.max_connection_age / 20,
+        };
+        let delay = backoff.min(cap.max(MIN_RETRY));
         self.at = now + delay;
         delay
     }
@@ -113,7 +118,7 @@ impl Reauthenticator {
             return Some(cmd);
         }
         bump(&self.counters.reauth_failures);
-        let retry = reauth.failed(life.deadline());
+        let retry = reauth.failed(life.deadline(), &self.lifecycle);
         tracing::warn!(endpoint = %self.endpoint, ?retry, "no usable token for re-authentication yet; the connection keeps serving");
         let refresher = self.refresher.clone();
         tokio::spawn(async move {
@@ -140,11 +145,17 @@ impl Reauthenticator {
         tracing::debug!(endpoint = %self.endpoint, nodes, "connection re-authenticated");
     }
 
+    /// `nodes` of a cluster connection confirmed the `AUTH` while another
+    /// refused it: counted, though the connection's clocks do not restart.
+    pub(crate) fn confirmed(&self, nodes: u64) {
+        self.counters.reauths.fetch_add(nodes, Ordering::Relaxed);
+    }
+
     /// The `AUTH` was refused, throttled or not answered: retried later,
     /// sooner as the deadline nears.
     pub(crate) fn failed(&self, err: redis::RedisError, reauth: &mut Reauth, life: &Life) {
         bump(&self.counters.reauth_failures);
-        let retry = reauth.failed(life.deadline());
+        let retry = reauth.failed(life.deadline(), &self.lifecycle);
         let meaning = replies::meaning(&err);
         let err = replies::to_error(err, Some(&self.iam), &self.endpoint);
         tracing::warn!(endpoint = %self.endpoint, error = %display_chain(&err), ?retry, "re-authentication failed; the connection keeps serving until its deadline");

@@ -99,8 +99,11 @@ impl SharedConnectionBuilder {
     }
 
     /// How long a request waits for its reply (`None`: forever). Defaults
-    /// to 1 s. A request that gives up leaves the connection as it is:
-    /// redis-rs matches the late reply to it and drops it.
+    /// to 1 s. A request that gives up does not disturb the others (redis-rs
+    /// matches the late reply to it and drops it), but has its connection
+    /// checked: one that does not answer `PING` within twice this time is
+    /// replaced. With `None`, a hung (not closed) connection is only noticed
+    /// by TCP keepalive.
     pub fn response_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.response_timeout = timeout;
         self

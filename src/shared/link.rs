@@ -140,7 +140,15 @@ impl Link {
                     let every_node =
                         RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllNodes, None));
                     let reply = c.clone().route_command(auth, every_node).await?;
-                    every_node_confirmed(&reply)
+                    let (confirmed, refused) = every_node_confirmed(&reply);
+                    match refused {
+                        None => Ok(confirmed),
+                        Some(err) => {
+                            // The nodes that did confirm are counted.
+                            reauthenticator.confirmed(confirmed);
+                            Err(err)
+                        }
+                    }
                 }
             }
         };
@@ -159,17 +167,24 @@ impl Link {
     }
 }
 
-/// The nodes that confirmed an `AUTH` sent to every node (a map of node
-/// address to answer), or the first refusal.
-fn every_node_confirmed(reply: &Value) -> RedisResult<u64> {
+/// How many nodes confirmed an `AUTH` sent to every node (a map of node
+/// address to answer), and the first refusal, if any.
+fn every_node_confirmed(reply: &Value) -> (u64, Option<RedisError>) {
     let answers: Vec<&Value> = match reply {
         Value::Map(pairs) => pairs.iter().map(|(_, answer)| answer).collect(),
         one => vec![one],
     };
-    for answer in &answers {
-        confirmation(answer)?;
+    let mut confirmed = 0;
+    let mut refused = None;
+    for answer in answers {
+        match confirmation(answer) {
+            Ok(()) => confirmed += 1,
+            Err(err) => {
+                refused.get_or_insert(err);
+            }
+        }
     }
-    Ok(answers.len() as u64)
+    (confirmed, refused)
 }
 
 #[cfg(test)]
@@ -180,7 +195,8 @@ mod tests {
     fn every_node_must_confirm() {
         let node = |n: &str| Value::BulkString(n.as_bytes().to_vec());
         let ok = Value::Map(vec![(node("a:1"), Value::Okay), (node("b:2"), Value::Okay)]);
-        assert_eq!(every_node_confirmed(&ok).unwrap(), 2);
+        let (confirmed, refused) = every_node_confirmed(&ok);
+        assert_eq!((confirmed, refused.is_none()), (2, true));
         let throttled = Value::Map(vec![
             (node("a:1"), Value::Okay),
             (
@@ -189,6 +205,8 @@ mod tests {
                     .unwrap(),
             ),
         ]);
-        assert!(every_node_confirmed(&throttled).is_err());
+        let (confirmed, refused) = every_node_confirmed(&throttled);
+        assert_eq!(confirmed, 1);
+        assert!(refused.unwrap().to_string().contains("Exceeded limit"));
     }
 }

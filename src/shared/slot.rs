@@ -16,8 +16,9 @@
 //!   runs: whichever succeeds first ends the need.
 //!
 //! * when requests on the link time out or fail, checks that it still
-//!   answers `PING` (every node, in cluster mode) within the response
-//!   timeout, and replaces it if not.
+//!   answers `PING` (every node, in cluster mode) within twice the response
+//!   timeout, and replaces it if not (no sooner than 5 s after the last such
+//!   replacement), while its re-authentication goes on.
 //!
 //! Requests that find the link lost wait for the successor, up to the
 //! connect timeout.
@@ -123,6 +124,11 @@ pub(super) async fn upkeep(
     let settings = Arc::clone(connector.settings());
     let reauthenticator = settings.reauthenticator.as_ref();
     let mut reauth = Reauth::new(&settings.lifecycle);
+    // The link stopped answering: replaced like one past its deadline, while
+    // its re-authentication goes on.
+    let mut unresponsive = false;
+    // Checks come no sooner than this: a slow server is not a dead one.
+    let mut next_check = monotonic_now();
     loop {
         let link = slot.link();
         let step = async {
@@ -141,16 +147,16 @@ pub(super) async fn upkeep(
                 () = sleep_until(deadline), if reauthenticator.is_some() => {
                     replace(&connector, &slot, Why::Deadline).await
                 }
+                // redis-rs does not always bring a cluster connection back
+                // after all its node connections dropped.
+                () = std::future::ready(()), if unresponsive => {
+                    replace(&connector, &slot, Why::Unresponsive).await
+                }
                 () = slot.suspect.notified() => {
-                    if link.answers(probe_limit).await {
-                        false
-                    } else {
-                        // redis-rs does not always bring a cluster
-                        // connection back after all its node connections
-                        // dropped: a new one is opened until one is.
-                        while !replace(&connector, &slot, Why::Unresponsive).await {}
-                        true
+                    if monotonic_now() >= next_check && !link.answers(probe_limit).await {
+                        unresponsive = true;
                     }
+                    false
                 }
             }
         };
@@ -159,11 +165,20 @@ pub(super) async fn upkeep(
             replaced = step => {
                 if replaced {
                     reauth = Reauth::new(&settings.lifecycle);
+                    if unresponsive {
+                        unresponsive = false;
+                        next_check = monotonic_now() + CHECK_PAUSE;
+                    }
                 }
             }
         }
     }
 }
+
+/// After a link was replaced for not answering, its successor is not
+/// checked again for this long, so that a slow server does not have its
+/// connections replaced again and again.
+const CHECK_PAUSE: Duration = Duration::from_secs(5);
 
 /// One attempt to open a successor and switch to it; true if it succeeded.
 async fn replace(connector: &Connector, slot: &Slot, why: Why) -> bool {
