@@ -18,6 +18,8 @@ pub(crate) struct Counters {
     /// Closed because a command's reply did not arrive (timed out, or its
     /// future was dropped).
     pub(crate) discarded_unanswered: AtomicU64,
+    /// A subscriber lost its connection and re-subscribed on a new one.
+    pub(crate) subscription_gaps: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {

@@ -85,6 +85,10 @@ pub struct Counts {
     /// out, or its future was dropped), so that the late reply reaches no
     /// other command.
     pub discarded_unanswered: u64,
+    /// A [`Subscriber`](crate::Subscriber) lost its connection and
+    /// re-subscribed on a new one (or, in cluster mode, redis-rs did so for a
+    /// node): messages published meanwhile were not received.
+    pub subscription_gaps: u64,
 }
 
 /// The counts now: atomics read, no I/O.
@@ -105,6 +109,7 @@ pub(crate) fn counts(connector: &Connector) -> Counts {
         closed_by_server: read(&counters.closed_by_server),
         discarded_dirty: read(&counters.discarded_dirty),
         discarded_unanswered: read(&counters.discarded_unanswered),
+        subscription_gaps: read(&counters.subscription_gaps),
     }
 }
 

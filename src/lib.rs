@@ -185,6 +185,7 @@
 #![forbid(unsafe_code)]
 
 mod backoff;
+mod blocking;
 mod clock;
 mod command;
 mod config;
@@ -209,12 +210,14 @@ mod session;
 mod shared;
 mod signer;
 mod socket;
+mod subscriber;
 mod target;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 mod tls;
 mod token;
 
+pub use blocking::BlockingConnection;
 pub use config::{
     Auth, ConnectionConfig, ConnectionConfigBuilder, IamAuth, TlsOptions, TlsVersion,
 };
@@ -227,5 +230,6 @@ pub use pool::{Pool, PoolBuilder};
 pub use refresher::{RefresherStatus, TokenRefresher, TokenRefresherBuilder};
 pub use shared::{SharedConnection, SharedConnectionBuilder};
 pub use signer::{TokenSigner, TokenSignerBuilder};
+pub use subscriber::Subscriber;
 pub use target::{Target, TargetKind, UserId};
 pub use token::AuthToken;

@@ -81,6 +81,9 @@ pub(crate) struct Opened {
     pub(crate) resp3: bool,
 }
 
+/// Where a connection's pushes go.
+pub(crate) type Pushes = tokio::sync::mpsc::UnboundedSender<redis::PushInfo>;
+
 /// redis-rs's handle of an opened connection.
 pub(crate) enum Raw {
     Standalone(MultiplexedConnection),
@@ -244,6 +247,11 @@ impl Connector {
         &self.config
     }
 
+    /// How long one connection attempt may take.
+    pub(crate) fn connect_timeout(&self) -> std::time::Duration {
+        self.connect_timeout
+    }
+
     /// `host:port`.
     pub(crate) fn endpoint(&self) -> &str {
         &self.endpoint
@@ -308,8 +316,17 @@ impl Connector {
 
     /// One connection attempt, through the gate, recorded.
     pub(crate) async fn open_connection(&self) -> Result<Opened, Error> {
+        self.open_connection_with(None).await
+    }
+
+    /// One connection attempt, through the gate, recorded; the server's
+    /// pushes (pub/sub messages, disconnection notices) go to `pushes`.
+    pub(crate) async fn open_connection_with(
+        &self,
+        pushes: Option<Pushes>,
+    ) -> Result<Opened, Error> {
         let permit = self.gate.enter().await;
-        let attempt = tokio::time::timeout(self.connect_timeout, self.open());
+        let attempt = tokio::time::timeout(self.connect_timeout, self.open(pushes));
         let result = match attempt.await {
             Ok(result) => result,
             Err(_) => Err(Error::new(
@@ -347,7 +364,7 @@ impl Connector {
         result
     }
 
-    async fn open(&self) -> Result<Opened, Error> {
+    async fn open(&self, pushes: Option<Pushes>) -> Result<Opened, Error> {
         match &self.transport {
             Transport::Cluster(client) => {
                 // redis-rs takes the token from the refresher's stream and
@@ -356,10 +373,14 @@ impl Connector {
                 if let Some(refresher) = &self.refresher {
                     refresher.token().await?;
                 }
-                let inner = client
-                    .get_async_connection()
-                    .await
-                    .map_err(|e| replies::to_error(e, self.iam(), &self.endpoint))?;
+                let inner = match pushes {
+                    Some(pushes) => {
+                        let config = redis::cluster::ClusterConfig::new().set_push_sender(pushes);
+                        client.get_async_connection_with_config(config).await
+                    }
+                    None => client.get_async_connection().await,
+                }
+                .map_err(|e| replies::to_error(e, self.iam(), &self.endpoint))?;
                 Ok(Opened {
                     raw: Raw::Cluster(inner),
                     life: Arc::new(Life::new(self.config.lifecycle())),
@@ -372,11 +393,14 @@ impl Connector {
                 } else {
                     ProtocolVersion::RESP3
                 };
-                match self.open_standalone(tls.as_ref(), protocol).await {
+                match self
+                    .open_standalone(tls.as_ref(), protocol, pushes.clone())
+                    .await
+                {
                     Err(Refusal::NoHello) => {
                         tracing::info!(endpoint = %self.endpoint, "server has no HELLO; authenticating with AUTH");
                         resp2.store(true, Ordering::Relaxed);
-                        self.open_standalone(tls.as_ref(), ProtocolVersion::RESP2)
+                        self.open_standalone(tls.as_ref(), ProtocolVersion::RESP2, pushes)
                             .await
                             .map_err(Refusal::into_error)
                     }

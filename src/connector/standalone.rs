@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
-use super::{Connector, Opened, Raw};
+use super::{Connector, Opened, Pushes, Raw};
 use crate::config::Auth;
 use crate::counters::bump;
 use crate::error::{Error, ErrorKind};
@@ -26,6 +26,7 @@ impl Connector {
         &self,
         tls: Option<&TlsConnector>,
         protocol: ProtocolVersion,
+        pushes: Option<Pushes>,
     ) -> Result<Opened, Refusal> {
         let host = self.config.host();
         let tcp = TcpStream::connect((host, self.config.port()))
@@ -69,9 +70,9 @@ impl Connector {
         match tls {
             Some(tls) => {
                 let stream = tls.connect(tcp).await?;
-                self.handshake(&info, resp2_auth, stream).await
+                self.handshake(&info, resp2_auth, stream, pushes).await
             }
-            None => self.handshake(&info, resp2_auth, tcp).await,
+            None => self.handshake(&info, resp2_auth, tcp, pushes).await,
         }
     }
 
@@ -81,6 +82,7 @@ impl Connector {
         info: &RedisConnectionInfo,
         resp2_auth: Option<(Option<String>, Zeroizing<String>)>,
         mut stream: S,
+        pushes: Option<Pushes>,
     ) -> Result<Opened, Refusal>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -93,9 +95,12 @@ impl Connector {
         // Replies are timed per command by the connection (blocking
         // commands get their block time); the whole set-up is bounded by
         // the connect timeout.
-        let config = AsyncConnectionConfig::new()
+        let mut config = AsyncConnectionConfig::new()
             .set_connection_timeout(None)
             .set_response_timeout(None);
+        if let Some(pushes) = pushes {
+            config = config.set_push_sender(pushes);
+        }
         let (inner, driver) = MultiplexedConnection::new_with_config(info, stream, config)
             .await
             .map_err(|e| {

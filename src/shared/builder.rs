@@ -13,10 +13,12 @@ use tokio::sync::watch;
 use super::link::Link;
 use super::slot::{Slot, upkeep};
 use super::{Shared, SharedConnection};
+use crate::blocking::BlockingConnection;
 use crate::config::ConnectionConfig;
 use crate::connector::{Connector, ConnectorOptions, default_cluster};
-use crate::error::{Error, Problems};
+use crate::error::{Error, ErrorKind, Problems};
 use crate::refresher::{TokenRefresher, TokenRefresherBuilder};
+use crate::subscriber::Subscriber;
 
 /// Builds a [`SharedConnection`]. Defaults:
 ///
@@ -159,6 +161,72 @@ impl SharedConnectionBuilder {
     /// fails here, with its precise error (every problem in the settings at
     /// once, see [`Error::parameters`]), rather than at the first command.
     pub async fn build(self) -> Result<SharedConnection, Error> {
+        let connections = self.connections;
+        let response_timeout = self.response_timeout;
+        let connector = self.connector().await?;
+        let mut slots = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            let link = Link::new(connector.open_connection().await?);
+            slots.push(Arc::new(Slot::new(link, None)));
+        }
+        let (stop, stopped) = watch::channel(());
+        for slot in &slots {
+            spawn_upkeep(&connector, slot, response_timeout, &stopped);
+        }
+        Ok(SharedConnection {
+            inner: Arc::new(Shared {
+                connect_timeout: connector.connect_timeout(),
+                connector,
+                slots,
+                next: AtomicUsize::new(0),
+                response_timeout,
+                _stop: stop,
+            }),
+        })
+    }
+
+    /// A dedicated [`Subscriber`] with these settings (`connections` does
+    /// not apply): one RESP3 connection (a cluster connection in cluster
+    /// mode), opened here, re-authenticated in the background while
+    /// subscribed, and re-subscribed to everything on a new connection when
+    /// it must be replaced.
+    pub async fn build_subscriber(self) -> Result<Subscriber, Error> {
+        let response_timeout = self.response_timeout;
+        let connector = self.connector().await?;
+        let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
+        let opened = connector.open_connection_with(Some(pushes.clone())).await?;
+        if !opened.resp3 {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "{} does not speak RESP3 (HELLO 3): a subscriber needs it to                      re-authenticate while subscribed",
+                    connector.endpoint()
+                ),
+            ));
+        }
+        let link = Link::new(opened);
+        let (stop, stopped) = watch::channel(());
+        let spawned = Arc::clone(&connector);
+        Ok(Subscriber::new(
+            connector,
+            link,
+            (pushes, received),
+            stop,
+            |slot| spawn_upkeep(&spawned, &slot, response_timeout, &stopped),
+        ))
+    }
+
+    /// A dedicated [`BlockingConnection`] with these settings
+    /// (`connections` does not apply), for blocking consumers: opened here.
+    pub async fn build_blocking(self) -> Result<BlockingConnection, Error> {
+        let response_timeout = self.response_timeout;
+        let connector = self.connector().await?;
+        let link = Link::new(connector.open_connection().await?);
+        Ok(BlockingConnection::new(connector, link, response_timeout))
+    }
+
+    /// The settings checked, the refresher made: the connector.
+    async fn connector(self) -> Result<Arc<Connector>, Error> {
         let mut problems = Problems::default();
         if !(1..=Self::MAX_CONNECTIONS).contains(&self.connections) {
             problems.push(Error::config(
@@ -190,7 +258,7 @@ impl SharedConnectionBuilder {
                 .unwrap_or_else(|| default_cluster(&self.config)),
             redis_reauth: false,
         };
-        let connector = Arc::new(
+        Ok(Arc::new(
             Connector::build(
                 self.config,
                 options,
@@ -199,31 +267,23 @@ impl SharedConnectionBuilder {
                 problems,
             )
             .await?,
-        );
-        let mut slots = Vec::with_capacity(self.connections);
-        for _ in 0..self.connections {
-            let link = Link::new(connector.open_connection().await?);
-            slots.push(Arc::new(Slot::new(link)));
-        }
-        let (stop, stopped) = watch::channel(());
-        for slot in &slots {
-            tokio::spawn(upkeep(
-                Arc::clone(&connector),
-                Arc::clone(slot),
-                self.response_timeout
-                    .unwrap_or(Self::DEFAULT_RESPONSE_TIMEOUT),
-                stopped.clone(),
-            ));
-        }
-        Ok(SharedConnection {
-            inner: Arc::new(Shared {
-                connector,
-                slots,
-                next: AtomicUsize::new(0),
-                response_timeout: self.response_timeout,
-                connect_timeout: self.connect_timeout,
-                _stop: stop,
-            }),
-        })
+        ))
     }
+}
+
+/// The task that keeps `slot` authenticated and live until `stopped`'s
+/// sender drops; it checks a link that stopped answering within twice the
+/// response timeout.
+fn spawn_upkeep(
+    connector: &Arc<Connector>,
+    slot: &Arc<Slot>,
+    response_timeout: Option<Duration>,
+    stopped: &watch::Receiver<()>,
+) {
+    tokio::spawn(upkeep(
+        Arc::clone(connector),
+        Arc::clone(slot),
+        2 * response_timeout.unwrap_or(SharedConnectionBuilder::DEFAULT_RESPONSE_TIMEOUT),
+        stopped.clone(),
+    ));
 }

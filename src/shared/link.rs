@@ -25,9 +25,20 @@ use crate::connector::{Opened, Raw};
 use crate::life::Life;
 use crate::reauth::{Reauth, Reauthenticator, confirmation};
 
-pub(super) struct Link {
+/// What a subscription names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `SUBSCRIBE`
+    Channel,
+    /// `PSUBSCRIBE`
+    Pattern,
+    /// `SSUBSCRIBE`
+    Shard,
+}
+
+pub(crate) struct Link {
     raw: Raw,
-    pub(super) life: Arc<Life>,
+    pub(crate) life: Arc<Life>,
 }
 
 impl fmt::Debug for Link {
@@ -48,7 +59,7 @@ impl Drop for Link {
 }
 
 impl Link {
-    pub(super) fn new(opened: Opened) -> Arc<Self> {
+    pub(crate) fn new(opened: Opened) -> Arc<Self> {
         // Never idle: the task driving it leaves its deadline to the
         // holder, which replaces it first.
         opened.life.check_out();
@@ -58,18 +69,57 @@ impl Link {
         })
     }
 
-    pub(super) fn is_cluster(&self) -> bool {
+    /// Subscribes to (or unsubscribes from) `names` of `kind` on this
+    /// connection (RESP3: the messages arrive as pushes).
+    pub(crate) async fn subscription(
+        &self,
+        kind: Kind,
+        on: bool,
+        names: &[Vec<u8>],
+    ) -> RedisResult<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        match &self.raw {
+            Raw::Standalone(c) => {
+                let mut c = c.clone();
+                match (kind, on) {
+                    (Kind::Channel, true) => c.subscribe(names).await,
+                    (Kind::Channel, false) => c.unsubscribe(names).await,
+                    (Kind::Pattern, true) => c.psubscribe(names).await,
+                    (Kind::Pattern, false) => c.punsubscribe(names).await,
+                    (Kind::Shard, _) => Err(RedisError::from((
+                        redis::ErrorKind::Client,
+                        "sharded pub/sub (SSUBSCRIBE) needs cluster mode",
+                    ))),
+                }
+            }
+            Raw::Cluster(c) => {
+                let mut c = c.clone();
+                match (kind, on) {
+                    (Kind::Channel, true) => c.subscribe(names).await,
+                    (Kind::Channel, false) => c.unsubscribe(names).await,
+                    (Kind::Pattern, true) => c.psubscribe(names).await,
+                    (Kind::Pattern, false) => c.punsubscribe(names).await,
+                    (Kind::Shard, true) => c.ssubscribe(names).await,
+                    (Kind::Shard, false) => c.sunsubscribe(names).await,
+                }
+            }
+        }
+    }
+
+    pub(crate) fn is_cluster(&self) -> bool {
         matches!(self.raw, Raw::Cluster(_))
     }
 
-    pub(super) async fn command(&self, cmd: &Cmd) -> RedisResult<Value> {
+    pub(crate) async fn command(&self, cmd: &Cmd) -> RedisResult<Value> {
         match &self.raw {
             Raw::Standalone(c) => c.clone().send_packed_command(cmd).await,
             Raw::Cluster(c) => c.clone().req_packed_command(cmd).await,
         }
     }
 
-    pub(super) async fn pipeline(
+    pub(crate) async fn pipeline(
         &self,
         pipeline: &Pipeline,
         offset: usize,
@@ -87,7 +137,7 @@ impl Link {
 
     /// Whether it answers `PING` (on every node, in cluster mode) within
     /// `limit`.
-    pub(super) async fn answers(&self, limit: Duration) -> bool {
+    pub(crate) async fn answers(&self, limit: Duration) -> bool {
         let mut ping = redis::cmd("PING");
         ping.arg("elasticache-iam");
         let answer = async {
@@ -118,7 +168,7 @@ impl Link {
     /// `AUTH` with the current token, on the connection (every node of a
     /// cluster connection), waiting at most `limit`; the outcome is recorded
     /// in `reauth` (when to try next) and the link's life (its deadline).
-    pub(super) async fn reauthenticate(
+    pub(crate) async fn reauthenticate(
         &self,
         reauthenticator: &Reauthenticator,
         reauth: &mut Reauth,

@@ -15,9 +15,9 @@
 //!    slot's task replaces it at once.
 
 mod builder;
-mod link;
+pub(crate) mod link;
 mod refusal;
-mod slot;
+pub(crate) mod slot;
 
 use std::fmt;
 use std::sync::Arc;

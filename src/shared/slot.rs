@@ -28,46 +28,51 @@ use std::time::Duration;
 
 use redis::RedisError;
 use tokio::sync::{Notify, watch};
-use tokio::time::sleep_until;
+use tokio::time::{Instant, sleep_until};
 
 use super::link::Link;
 use crate::clock::monotonic_now;
 use crate::connector::Connector;
 use crate::counters::bump;
 use crate::reauth::Reauth;
+use crate::subscriber::Subscriptions;
 
 #[derive(Debug)]
-pub(super) struct Slot {
+pub(crate) struct Slot {
     current: RwLock<Arc<Link>>,
     /// Signalled when a successor replaces the link.
     replaced: Notify,
     /// Signalled when a request on the link timed out or failed: the task
     /// checks that it still answers.
     suspect: Notify,
+    /// A subscriber's: every successor is opened with its push channel and
+    /// subscribed to all it holds before it takes over.
+    subscriptions: Option<Arc<Subscriptions>>,
 }
 
 impl Slot {
-    pub(super) fn new(link: Arc<Link>) -> Self {
+    pub(crate) fn new(link: Arc<Link>, subscriptions: Option<Arc<Subscriptions>>) -> Self {
         Self {
             current: RwLock::new(link),
             replaced: Notify::new(),
             suspect: Notify::new(),
+            subscriptions,
         }
     }
 
     /// A request on the current link timed out or failed.
-    pub(super) fn suspect(&self) {
+    pub(crate) fn suspect(&self) {
         self.suspect.notify_one();
     }
 
     /// The current link, lost or not.
-    pub(super) fn link(&self) -> Arc<Link> {
+    pub(crate) fn link(&self) -> Arc<Link> {
         Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The current link if it is live; if it was lost, its successor, waited
     /// for up to `wait`.
-    pub(super) async fn live(&self, wait: Duration) -> Result<Arc<Link>, RedisError> {
+    pub(crate) async fn live(&self, wait: Duration) -> Result<Arc<Link>, RedisError> {
         let link = self.link();
         if !link.life.is_closed() {
             return Ok(link);
@@ -108,14 +113,15 @@ impl Slot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Why {
     Deadline,
-    Lost,
+    /// Lost at this instant.
+    Lost(Instant),
     /// It stopped answering `PING` after requests failed on it.
     Unresponsive,
 }
 
 /// Keeps `slot` authenticated and live until `stop`'s sender is dropped
 /// (with the last handle).
-pub(super) async fn upkeep(
+pub(crate) async fn upkeep(
     connector: Arc<Connector>,
     slot: Arc<Slot>,
     probe_limit: Duration,
@@ -129,13 +135,18 @@ pub(super) async fn upkeep(
     let mut unresponsive = false;
     // Checks come no sooner than this: a slow server is not a dead one.
     let mut next_check = monotonic_now();
+    // When the current link was found lost.
+    let mut lost_at = None;
     loop {
         let link = slot.link();
         let step = async {
             let deadline = link.life.deadline();
             tokio::select! {
                 biased;
-                () = link.life.closed() => replace(&connector, &slot, Why::Lost).await,
+                () = link.life.closed() => {
+                    let since = *lost_at.get_or_insert_with(monotonic_now);
+                    replace(&connector, &slot, Why::Lost(since)).await
+                }
                 () = sleep_until(reauth.at()), if reauthenticator.is_some() => {
                     if let Some(reauthenticator) = reauthenticator {
                         link.reauthenticate(reauthenticator, &mut reauth, settings.auth_timeout)
@@ -164,6 +175,7 @@ pub(super) async fn upkeep(
             _ = stop.changed() => return,
             replaced = step => {
                 if replaced {
+                    lost_at = None;
                     reauth = Reauth::new(&settings.lifecycle);
                     if unresponsive {
                         unresponsive = false;
@@ -180,17 +192,37 @@ pub(super) async fn upkeep(
 /// connections replaced again and again.
 const CHECK_PAUSE: Duration = Duration::from_secs(5);
 
-/// One attempt to open a successor and switch to it; true if it succeeded.
+/// One attempt to open a successor (a subscriber's: subscribed to all it
+/// holds) and switch to it; true if it succeeded.
 async fn replace(connector: &Connector, slot: &Slot, why: Why) -> bool {
-    let Ok(opened) = connector.open_connection().await else {
+    let pushes = slot.subscriptions.as_ref().map(|s| s.pushes());
+    let Ok(opened) = connector.open_connection_with(pushes).await else {
         // Logged and counted by the connector; tried again by the caller.
         return false;
     };
+    let successor = Link::new(opened);
     // Dropped here; closed when its last request is answered.
-    let old = slot.replace(Link::new(opened));
-    if why == Why::Deadline && !old.life.is_closed() {
-        bump(&connector.counters().recycles);
+    let old = match &slot.subscriptions {
+        None => slot.replace(successor),
+        Some(subscriptions) => {
+            // No subscription changes until the successor has them all.
+            let held = subscriptions.lock().await;
+            if let Err(err) = held.restore(&successor).await {
+                tracing::warn!(endpoint = %connector.endpoint(), error = %err, "re-subscribing on a new connection failed; trying again");
+                return false;
+            }
+            slot.replace(successor)
+        }
+    };
+    match why {
+        Why::Deadline if !old.life.is_closed() => bump(&connector.counters().recycles),
+        Why::Lost(since) if slot.subscriptions.is_some() => {
+            bump(&connector.counters().subscription_gaps);
+            let gap = monotonic_now().saturating_duration_since(since);
+            tracing::warn!(endpoint = %connector.endpoint(), gap_ms = gap.as_millis() as u64, "subscriber reconnected and re-subscribed; messages published during the gap were not received");
+        }
+        _ => {}
     }
-    tracing::debug!(endpoint = %connector.endpoint(), ?why, "shared connection replaced");
+    tracing::debug!(endpoint = %connector.endpoint(), ?why, "connection replaced");
     true
 }
