@@ -36,6 +36,7 @@ use crate::lifecycle::Lifecycle;
 use crate::lock::lock;
 use crate::reauth::{Reauth, Reauthenticator};
 use crate::session::Session;
+use crate::shared::link::reauthenticate_cluster;
 
 /// A connection from the pool: run commands on it as on any redis-rs async
 /// connection (it implements [`ConnectionLike`], so [`redis::AsyncCommands`]
@@ -69,24 +70,84 @@ pub(crate) enum Inner {
 }
 
 /// A cluster connection that an abandoned request can close: dropping the
-/// last handle ends redis-rs's cluster task and its node connections.
+/// last handle ends redis-rs's cluster task and its node connections. Its
+/// re-authentication state is the lane that requests and the idle timer
+/// (`cluster_upkeep`) take in turn, so that an `AUTH` to every node never
+/// interleaves with a borrower's request.
 #[derive(Clone)]
-pub(crate) struct ClusterSlot(Arc<Mutex<Option<ClusterConnection>>>);
+pub(crate) struct ClusterSlot {
+    connection: Arc<Mutex<Option<ClusterConnection>>>,
+    lane: Arc<tokio::sync::Mutex<Reauth>>,
+}
 
 impl ClusterSlot {
-    pub(crate) fn new(connection: ClusterConnection) -> Self {
-        Self(Arc::new(Mutex::new(Some(connection))))
+    pub(crate) fn new(connection: ClusterConnection, lifecycle: &Lifecycle) -> Self {
+        Self {
+            connection: Arc::new(Mutex::new(Some(connection))),
+            lane: Arc::new(tokio::sync::Mutex::new(Reauth::new(lifecycle))),
+        }
     }
 
     /// A handle for one request, unless the connection was closed.
     fn handle(&self) -> Option<ClusterConnection> {
-        lock(&self.0).clone()
+        lock(&self.connection).clone()
     }
 
     fn close(&self) {
-        drop(lock(&self.0).take());
+        drop(lock(&self.connection).take());
     }
 }
+
+/// Re-authenticates a pooled cluster connection while it is idle in the
+/// pool, on the lifecycle's schedule (a borrower's next request does it while
+/// it is held); at its deadline, if it is idle, it gets one more attempt and
+/// is closed if that fails too. Ends when the connection closes.
+pub(crate) async fn cluster_upkeep(slot: ClusterSlot, life: Arc<Life>, settings: Arc<Settings>) {
+    let Some(reauthenticator) = settings.reauthenticator.as_ref() else {
+        return;
+    };
+    loop {
+        let next = slot.lane.lock().await.at().min(life.deadline());
+        tokio::select! {
+            () = life.closed() => return,
+            () = tokio::time::sleep_until(next) => {}
+        }
+        let mut reauth = slot.lane.lock().await;
+        if !life.is_idle() {
+            // Held: its borrower's next request re-authenticates it.
+            drop(reauth);
+            tokio::select! {
+                () = life.closed() => return,
+                () = tokio::time::sleep(HELD_RECHECK) => {}
+            }
+            continue;
+        }
+        // At its deadline it gets one more attempt.
+        if (reauth.is_due() || life.is_expired())
+            && let Some(connection) = slot.handle()
+        {
+            reauthenticate_cluster(
+                &connection,
+                &life,
+                reauthenticator,
+                &mut reauth,
+                settings.auth_timeout,
+            )
+            .await;
+        }
+        if life.is_expired() {
+            if life.close_idle() {
+                slot.close();
+                bump(&settings.counters.recycles);
+            }
+            return;
+        }
+    }
+}
+
+/// How often the idle timer looks again at a held cluster connection that is
+/// due.
+const HELD_RECHECK: Duration = Duration::from_secs(1);
 
 /// What every connection of a pool shares.
 #[derive(Debug)]
@@ -98,8 +159,7 @@ pub(crate) struct Settings {
     pub(crate) auth_timeout: Duration,
     /// The configured database.
     pub(crate) db: i64,
-    /// IAM: re-authentication of standalone connections (redis-rs
-    /// re-authenticates cluster connections itself).
+    /// IAM: re-authentication (of every node, in cluster mode).
     pub(crate) reauthenticator: Option<Reauthenticator>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) lifecycle: Lifecycle,
@@ -197,9 +257,7 @@ impl Connection {
                 ),
             ));
         }
-        let expired = self.settings.reauthenticator.is_some()
-            && matches!(self.inner, Inner::Standalone(_))
-            && self.life.is_expired();
+        let expired = self.settings.reauthenticator.is_some() && self.life.is_expired();
         if self.failed || self.life.is_closed() || expired {
             return Err(RedisError::from(std::io::Error::new(
                 std::io::ErrorKind::NotConnected,
@@ -356,6 +414,21 @@ impl Connection {
                 let Some(mut c) = slot.handle() else {
                     return (None, Some(Err(closed_error())));
                 };
+                // The lane: no idle-timer AUTH while this request is out.
+                let mut reauth = slot.lane.lock().await;
+                if let Some(reauthenticator) = &self.settings.reauthenticator
+                    && reauth.is_due()
+                    && self.session.reauth_allowed()
+                {
+                    reauthenticate_cluster(
+                        &c,
+                        &self.life,
+                        reauthenticator,
+                        &mut reauth,
+                        self.settings.auth_timeout,
+                    )
+                    .await;
+                }
                 let only = async { (None, request_on(&mut c, request).await) };
                 answer(
                     &self.life,

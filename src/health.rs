@@ -66,10 +66,8 @@ pub struct Counts {
     pub connections_opened: u64,
     /// Failed connection attempts.
     pub connect_failures: u64,
-    /// Successful re-authentications (the server's confirmations). A pool in
-    /// cluster mode counts the tokens handed to redis-rs for
-    /// re-authentication instead; the shared handle counts each node's
-    /// confirmation.
+    /// Successful re-authentications: the server's confirmations (in cluster
+    /// mode, one per node).
     pub reauths: u64,
     /// Re-authentications refused or throttled (retried later).
     pub reauth_failures: u64,
@@ -94,16 +92,10 @@ pub struct Counts {
 /// The counts now: atomics read, no I/O.
 pub(crate) fn counts(connector: &Connector) -> Counts {
     let counters = connector.counters();
-    // In cluster mode redis-rs re-authenticates, with tokens from the
-    // refresher's stream.
-    let cluster_reauths = match connector.refresher() {
-        Some(refresher) if connector.redis_reauthenticates() => refresher.reauth_tokens(),
-        _ => 0,
-    };
     Counts {
         connections_opened: read(&counters.connects),
         connect_failures: read(&counters.connect_failures),
-        reauths: read(&counters.reauths) + cluster_reauths,
+        reauths: read(&counters.reauths),
         reauth_failures: read(&counters.reauth_failures),
         recycles: read(&counters.recycles),
         closed_by_server: read(&counters.closed_by_server),

@@ -79,6 +79,15 @@ impl Life {
         monotonic_now() >= self.deadline()
     }
 
+    pub(crate) fn is_idle(&self) -> bool {
+        self.state.load(Ordering::Acquire) == IDLE
+    }
+
+    /// Closes it if it is idle; true if this closed it (and counts it).
+    pub(crate) fn close_idle(&self) -> bool {
+        self.close_if_idle() == Some(true)
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.state.load(Ordering::Acquire) == CLOSED
     }

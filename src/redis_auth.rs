@@ -33,14 +33,15 @@
 //! Limits that belong to redis-rs, not to this stream: if a re-`AUTH` fails,
 //! redis-rs ends its re-authentication task for good and keeps the connection,
 //! which the server then closes at 12 hours; and the token is copied into
-//! redis-rs's connection info, where it is not zeroized. The bb8 manager of
-//! this crate tracks each connection's authentication itself instead.
+//! redis-rs's connection info, where it is not zeroized. This crate's own
+//! connections (pool, shared handle, dedicated connections) therefore take
+//! only the first token from redis-rs's cluster client (`InitialAuthOnly`)
+//! and re-authenticate every node themselves, with retries that do not stop.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -67,8 +68,6 @@ struct Bookkeeping {
     /// failed after the initial `AUTH`), it is cleared, which only costs the
     /// next subscriptions an extra `AUTH`.
     one_shots: Mutex<HashMap<Option<tokio::task::Id>, u32>>,
-    /// Tokens handed to redis-rs for re-authentication.
-    reauth_tokens: AtomicU64,
 }
 
 impl Bookkeeping {
@@ -106,14 +105,6 @@ impl Bookkeeping {
             }
             None => false,
         }
-    }
-}
-
-impl TokenRefresher {
-    /// Tokens handed to redis-rs for re-authentication (its connections
-    /// re-authenticate themselves; this counts what they were given).
-    pub(crate) fn reauth_tokens(&self) -> u64 {
-        Bookkeeping::of(self).reauth_tokens.load(Ordering::Relaxed)
     }
 }
 
@@ -226,11 +217,6 @@ impl Stream for Subscription {
         this.next = None;
         this.yielded += 1;
         this.last_failed = item.is_err();
-        if item.is_ok() && this.role == Some(Role::Reauth) {
-            Bookkeeping::of(&this.refresher)
-                .reauth_tokens
-                .fetch_add(1, Ordering::Relaxed);
-        }
         Poll::Ready(Some(item))
     }
 }

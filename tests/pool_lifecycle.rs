@@ -12,7 +12,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use elasticache_localstack::StackConfig;
-use support::pools::{iam_config, iam_pool, load, scaled_stack_and_pool, start, steady};
+use support::pools::{
+    SCALED_MAX_AUTH_AGE, iam_config, iam_pool, load, real_now, scaled, scaled_stack_and_pool,
+    start, steady,
+};
 
 /// 16 workers for 12 s, then none for 8 s, in 20-second cycles: the quiet
 /// phases leave every connection idle past its deadline and up to the
@@ -76,9 +79,63 @@ async fn cluster_mode_through_the_scaled_rule() {
     );
     assert_eq!(stats.forced_disconnects, 0, "{stats:?}");
     assert_eq!(stats.failed_total(), 0, "{stats:?}");
-    assert!(stats.reauth_ok > 0, "redis-rs re-authenticated: {stats:?}");
-    assert!(health.counts.reauths > 0, "{:?}", health.counts);
-    assert!(health.counts.recycles > 0, "{:?}", health.counts);
+    // Every node connection re-authenticated by the pool, each confirmation
+    // counted: 4 connections, every 3.6-4 s, for 30 s.
+    assert!(health.counts.reauths >= 4 * 6, "{:?}", health.counts);
+    assert!(
+        stats.reauth_ok >= health.counts.reauths && stats.reauth_ok <= health.counts.reauths + 4,
+        "the counts are the server's confirmations: {stats:?}"
+    );
+}
+
+/// Pooled cluster connections left idle for 20 s, past the stack's 8-second
+/// cut: a timer re-authenticates every node connection of each while it
+/// sits in the pool, so none is cut and none needs replacing; then they
+/// serve at once. A throttle of 3 s over their re-auth points is outlasted
+/// by retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_cluster_connections_are_reauthenticated_by_a_timer() {
+    let stack = start(
+        StackConfig::replication_group("rg-idle-cluster-01")
+            .cluster_mode(3, 1)
+            .max_auth_age(SCALED_MAX_AUTH_AGE),
+    )
+    .await;
+    let opened = real_now();
+    let pool = iam_pool(scaled(iam_config(&stack)))
+        .cluster_mode(true)
+        .max_size(4)
+        .build()
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(pool.get().await.unwrap());
+    }
+    for conn in &mut held {
+        let () = redis::AsyncCommands::set(&mut **conn, "idle", 1)
+            .await
+            .unwrap();
+    }
+    drop(held);
+    // From 2 s to 5 s after they opened: over their re-auth points (3.6-4
+    // s), ending before their deadlines (5.7-6 s).
+    tokio::time::sleep_until(opened + Duration::from_secs(2)).await;
+    stack.faults().throttle_auths_for(Duration::from_secs(3));
+    tokio::time::sleep_until(opened + Duration::from_secs(20)).await;
+
+    let counts = pool.counts();
+    let stats = stack.stats();
+    println!("stack: {stats:?}\ncounts: {counts:?}");
+    assert_eq!(stats.forced_disconnects, 0, "{stats:?}");
+    assert!(counts.reauth_failures > 0, "met the throttle: {counts:?}");
+    // 4 connections × 6 nodes, at least 4 rounds each in 20 s.
+    assert!(counts.reauths >= 4 * 6 * 4, "{counts:?}");
+    assert_eq!(counts.recycles, 0, "{counts:?}");
+    assert_eq!(counts.connections_opened, 4, "{counts:?}");
+    let mut conn = pool.get().await.unwrap();
+    let value: i64 = redis::AsyncCommands::get(&mut *conn, "idle").await.unwrap();
+    assert_eq!(value, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,7 +41,7 @@ use checked::CheckedTransport;
 use standalone::Refusal;
 
 use crate::config::{Auth, ConnectionConfig, IamAuth};
-use crate::connection::{ClusterSlot, Connection, Inner, Settings};
+use crate::connection::{ClusterSlot, Connection, Inner, Settings, cluster_upkeep};
 use crate::counters::{Counters, bump};
 use crate::error::{Error, ErrorKind, Problems, display_chain};
 use crate::gate::Gate;
@@ -63,14 +63,11 @@ pub(crate) struct ConnectorOptions {
     pub(crate) response_timeout: Option<Duration>,
     /// Attempts in flight at once.
     pub(crate) max_concurrent_connects: usize,
-    /// redis-rs's cluster client, or one standalone connection.
+    /// redis-rs's cluster client, or one standalone connection. With IAM,
+    /// redis-rs authenticates each node connection it opens; re-authentication
+    /// is the holder's (`AUTH` to every node on the lifecycle's schedule,
+    /// each answer counted).
     pub(crate) cluster: bool,
-    /// Cluster mode with IAM: redis-rs re-authenticates each node connection
-    /// with tokens from the refresher's stream (the pool), or only
-    /// authenticates new node connections and leaves re-authentication to
-    /// the holder (the shared handle, which sends `AUTH` to every node on
-    /// the lifecycle's schedule and counts the answers).
-    pub(crate) redis_reauth: bool,
 }
 
 /// A connection just opened and authenticated, not yet in any holder.
@@ -104,8 +101,6 @@ pub(crate) struct Connector {
     /// re-authentication.
     settings: Arc<Settings>,
     attempts: Attempts,
-    /// Cluster mode: redis-rs re-authenticates node connections itself.
-    redis_reauth: bool,
 }
 
 enum Transport {
@@ -157,15 +152,13 @@ impl Connector {
                     certificates,
                     refresher.as_ref(),
                     options.connect_timeout,
-                    options.redis_reauth,
                 )?))
             }
         };
         let endpoint = config.endpoint();
         let counters = Arc::<Counters>::default();
-        let redis_reauth = options.cluster && options.redis_reauth;
         let reauthenticator = match (config.auth(), &refresher) {
-            (Auth::Iam(iam), Some(refresher)) if !redis_reauth => Some(Reauthenticator::new(
+            (Auth::Iam(iam), Some(refresher)) => Some(Reauthenticator::new(
                 refresher.clone(),
                 iam.clone(),
                 endpoint.clone(),
@@ -192,7 +185,6 @@ impl Connector {
             counters,
             settings,
             attempts: Attempts::default(),
-            redis_reauth,
         })
     }
 
@@ -200,12 +192,6 @@ impl Connector {
     /// re-authentication.
     pub(crate) fn settings(&self) -> &Arc<Settings> {
         &self.settings
-    }
-
-    /// Cluster mode in which redis-rs re-authenticates node connections
-    /// itself, with tokens from the refresher's stream.
-    pub(crate) fn redis_reauthenticates(&self) -> bool {
-        self.redis_reauth
     }
 
     /// The connector a holder's builder asks for: `config` and `options`
@@ -304,7 +290,15 @@ impl Connector {
         let opened = self.open_connection().await?;
         let inner = match opened.raw {
             Raw::Standalone(c) => Inner::Standalone(c),
-            Raw::Cluster(c) => Inner::Cluster(ClusterSlot::new(c)),
+            Raw::Cluster(c) => {
+                let slot = ClusterSlot::new(c, self.config.lifecycle());
+                tokio::spawn(cluster_upkeep(
+                    slot.clone(),
+                    Arc::clone(&opened.life),
+                    Arc::clone(&self.settings),
+                ));
+                Inner::Cluster(slot)
+            }
         };
         Ok(Connection::new(
             inner,
@@ -457,8 +451,8 @@ fn check_refresher(refresher: &TokenRefresher, auth: &Auth) -> Result<(), Error>
 /// redis-rs's cluster client for `config`: the endpoint as its seed node,
 /// RESP3, the connect timeout, TLS with the same roots and client
 /// certificate (read when checked), the socket settings, and the refresher
-/// (or password) as its credentials (with `redis_reauth` false, the
-/// refresher only authenticates new node connections). No response timeout: each pooled
+/// (or password) as its credentials (the refresher only authenticates new
+/// node connections: their holder re-authenticates them). No response timeout: each pooled
 /// connection times its commands itself (blocking commands get their block
 /// time).
 fn cluster_client(
@@ -466,7 +460,6 @@ fn cluster_client(
     certificates: Option<TlsCertificates>,
     refresher: Option<&TokenRefresher>,
     connect_timeout: Duration,
-    redis_reauth: bool,
 ) -> Result<ClusterClient, Error> {
     let scheme = if config.tls().is_some() {
         "rediss"
@@ -488,9 +481,6 @@ fn cluster_client(
                 Some(username) => builder.username(username),
                 None => builder,
             }
-        }
-        (Auth::Iam(_), Some(refresher)) if redis_reauth => {
-            builder.set_credentials_provider(refresher.clone())
         }
         (Auth::Iam(_), Some(refresher)) => {
             builder.set_credentials_provider(InitialAuthOnly(refresher.clone()))

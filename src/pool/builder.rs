@@ -203,7 +203,6 @@ impl PoolBuilder {
             cluster: self
                 .cluster
                 .unwrap_or_else(|| default_cluster(&self.config)),
-            redis_reauth: true,
         };
         let connector = Connector::build(
             self.config,

@@ -256,7 +256,6 @@ impl SharedConnectionBuilder {
             cluster: self
                 .cluster
                 .unwrap_or_else(|| default_cluster(&self.config)),
-            redis_reauth: false,
         };
         Ok(Arc::new(
             Connector::build(

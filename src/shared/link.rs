@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
+use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
 
@@ -174,46 +175,76 @@ impl Link {
         reauth: &mut Reauth,
         limit: Duration,
     ) {
-        let Some(auth) = reauthenticator.command(reauth, &self.life) else {
-            // No usable token: counted, and retried later.
-            return;
-        };
-        let answer = async {
-            match &self.raw {
-                Raw::Standalone(c) => c
-                    .clone()
-                    .send_packed_command(&auth)
-                    .await
-                    .and_then(|reply| confirmation(&reply).map(|()| 1)),
-                Raw::Cluster(c) => {
-                    // No response policy: one answer per node.
-                    let every_node =
-                        RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllNodes, None));
-                    let reply = c.clone().route_command(auth, every_node).await?;
-                    let (confirmed, refused) = every_node_confirmed(&reply);
-                    match refused {
-                        None => Ok(confirmed),
-                        Some(err) => {
-                            // The nodes that did confirm are counted.
-                            reauthenticator.confirmed(confirmed);
-                            Err(err)
-                        }
-                    }
-                }
+        match &self.raw {
+            Raw::Standalone(c) => {
+                let Some(auth) = reauthenticator.command(reauth, &self.life) else {
+                    // No usable token: counted, and retried later.
+                    return;
+                };
+                let answer = async {
+                    let reply = c.clone().send_packed_command(&auth).await?;
+                    confirmation(&reply).map(|()| 1)
+                };
+                settle(answer, reauthenticator, reauth, &self.life, limit).await;
             }
-        };
-        match tokio::time::timeout(limit, answer).await {
-            Ok(Ok(nodes)) => reauthenticator.succeeded(nodes, reauth, &self.life),
-            Ok(Err(err)) => reauthenticator.failed(err, reauth, &self.life),
-            Err(_) => reauthenticator.failed(
-                RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer to AUTH within {limit:?}"),
-                )),
-                reauth,
-                &self.life,
-            ),
+            Raw::Cluster(c) => {
+                reauthenticate_cluster(c, &self.life, reauthenticator, reauth, limit).await;
+            }
         }
+    }
+}
+
+/// `AUTH` with the current token to every node of a cluster connection,
+/// waiting at most `limit`; each node's confirmation is counted, and the
+/// outcome recorded in `reauth` and `life` (its deadline moves only when
+/// every node confirmed).
+pub(crate) async fn reauthenticate_cluster(
+    connection: &ClusterConnection,
+    life: &Life,
+    reauthenticator: &Reauthenticator,
+    reauth: &mut Reauth,
+    limit: Duration,
+) {
+    let Some(auth) = reauthenticator.command(reauth, life) else {
+        return;
+    };
+    let answer = async {
+        // No response policy: one answer per node.
+        let every_node = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllNodes, None));
+        let reply = connection.clone().route_command(auth, every_node).await?;
+        let (confirmed, refused) = every_node_confirmed(&reply);
+        match refused {
+            None => Ok(confirmed),
+            Some(err) => {
+                // The nodes that did confirm are counted.
+                reauthenticator.confirmed(confirmed);
+                Err(err)
+            }
+        }
+    };
+    settle(answer, reauthenticator, reauth, life, limit).await;
+}
+
+/// Waits up to `limit` for the nodes' confirmations of an `AUTH`, and
+/// records the outcome.
+async fn settle(
+    answer: impl Future<Output = RedisResult<u64>>,
+    reauthenticator: &Reauthenticator,
+    reauth: &mut Reauth,
+    life: &Life,
+    limit: Duration,
+) {
+    match tokio::time::timeout(limit, answer).await {
+        Ok(Ok(nodes)) => reauthenticator.succeeded(nodes, reauth, life),
+        Ok(Err(err)) => reauthenticator.failed(err, reauth, life),
+        Err(_) => reauthenticator.failed(
+            RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer to AUTH within {limit:?}"),
+            )),
+            reauth,
+            life,
+        ),
     }
 }
 
