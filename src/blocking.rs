@@ -128,7 +128,9 @@ impl BlockingConnection {
     }
 
     async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
-        let block = Command::of(cmd).block;
+        let command = Command::of(cmd);
+        refuse_session_state(command)?;
+        let block = command.block;
         let started = monotonic_now();
         loop {
             let link = self.ready().await?;
@@ -145,15 +147,20 @@ impl BlockingConnection {
                 }
                 (Block::Forever, Some(slice)) => sliced(cmd, slice),
             };
+            // A slice gets a generous margin: a stall must not fail a
+            // caller who asked to wait as long as it takes.
+            let margin = self
+                .response_timeout
+                .map(|t| t.max(self.connector.settings().auth_timeout));
             let limit = match blocks {
                 Block::No => self.response_timeout,
-                Block::For(time) => self.response_timeout.map(|t| t + time),
+                Block::For(time) => margin.map(|t| t.saturating_add(time)),
                 Block::Forever => None,
             };
             let reply = send(&link, round.as_ref().unwrap_or(cmd), limit).await;
             if reply.is_err() || blocks == Block::No {
                 if matches!(&reply, Err(err) if crate::connection::failed_transport(err)) {
-                    link.life.close_now();
+                    link.close();
                 }
                 return reply;
             }
@@ -169,7 +176,8 @@ impl BlockingConnection {
 
 /// `cmd` with its block time set to `slice` (rounded up to whole
 /// milliseconds), and how long it blocks; `cmd` unchanged when its block
-/// time is not where a rewrite can find it.
+/// time is not where a rewrite can find it, or when sending it again would
+/// change what it reads (`XREAD ... $`: "entries newer than now").
 fn sliced(cmd: &Cmd, slice: Duration) -> (Option<Cmd>, Block) {
     let args: Vec<&[u8]> = cmd
         .args_iter()
@@ -178,25 +186,40 @@ fn sliced(cmd: &Cmd, slice: Duration) -> (Option<Cmd>, Block) {
             _ => b"".as_slice(),
         })
         .collect();
+    let unchanged = (None, Command::of(cmd).block);
     let Some(name) = args.first().map(|n| n.to_ascii_uppercase()) else {
-        return (None, Command::of(cmd).block);
+        return unchanged;
     };
-    let seconds = format!("{:.3}", slice.as_secs_f64());
-    let millis = slice.as_millis().max(1).to_string();
+    let millis = slice.as_micros().div_ceil(1000).max(1);
+    let seconds = format!("{}.{:03}", millis / 1000, millis % 1000);
     let at = match name.as_slice() {
         b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BZPOPMIN" | b"BZPOPMAX" => {
             Some((args.len() - 1, seconds))
         }
         b"BLMPOP" | b"BZMPOP" if args.len() > 1 => Some((1, seconds)),
-        b"XREAD" | b"XREADGROUP" => args
-            .iter()
-            .position(|a| a.eq_ignore_ascii_case(b"BLOCK"))
-            .filter(|i| i + 1 < args.len())
-            .map(|i| (i + 1, millis)),
+        b"XREAD" | b"XREADGROUP" => {
+            // XREADGROUP GROUP group consumer: names, whatever they spell.
+            let first = if name.as_slice() == b"XREADGROUP" {
+                4
+            } else {
+                1
+            };
+            let options = args
+                .iter()
+                .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))
+                .unwrap_or(args.len());
+            if args[options..].iter().any(|a| *a == b"$") {
+                return unchanged;
+            }
+            (first..options)
+                .find(|&i| args[i].eq_ignore_ascii_case(b"BLOCK"))
+                .filter(|i| i + 1 < options)
+                .map(|i| (i + 1, millis.to_string()))
+        }
         _ => None,
     };
     let Some((at, value)) = at.filter(|(at, _)| *at > 0) else {
-        return (None, Command::of(cmd).block);
+        return unchanged;
     };
     let mut round = redis::cmd(std::str::from_utf8(args[0]).unwrap_or("BLPOP"));
     for (i, arg) in args.iter().enumerate().skip(1) {
@@ -206,7 +229,31 @@ fn sliced(cmd: &Cmd, slice: Duration) -> (Option<Cmd>, Block) {
             round.arg(*arg);
         }
     }
-    (Some(round), Block::For(slice))
+    (
+        Some(round),
+        Block::For(Duration::from_millis(millis as u64)),
+    )
+}
+
+/// A dedicated connection is replaced and re-authenticated between
+/// commands, which would break or lose state a command leaves on it
+/// (`MULTI` sent alone, `WATCH`, `SELECT`, subscriptions, ...): those are
+/// refused, naming what to use instead.
+fn refuse_session_state(command: Command) -> RedisResult<()> {
+    if command.change == crate::command::Change::None {
+        return Ok(());
+    }
+    Err(RedisError::from((
+        redis::ErrorKind::Client,
+        "refused by the blocking connection",
+        format!(
+            "{:?} leaves state on the connection, which a re-authentication or replacement \
+             between commands would break: use an atomic pipeline (redis::pipe().atomic()) for \
+             MULTI/EXEC, a pooled connection (Pool::get) for WATCH and SELECT, a Subscriber \
+             for subscriptions",
+            command.change
+        ),
+    )))
 }
 
 /// Sends `cmd` on `link`, waiting at most `limit`. If the reply does not
@@ -218,7 +265,7 @@ async fn send(link: &Link, cmd: &Cmd, limit: Option<Duration>) -> RedisResult<Va
     impl Drop for Unanswered<'_> {
         fn drop(&mut self) {
             if !self.1 {
-                self.0.life.close_now();
+                self.0.close();
             }
         }
     }
@@ -254,6 +301,11 @@ impl ConnectionLike for BlockingConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
+            if !pipeline.is_transaction() {
+                for cmd in pipeline.cmd_iter() {
+                    refuse_session_state(Command::of(cmd))?;
+                }
+            }
             let link = self.ready().await?;
             let blocks = pipeline
                 .cmd_iter()
@@ -297,6 +349,12 @@ mod tests {
         blpop.arg("a").arg("b").arg(0);
         let (round, blocks) = sliced(&blpop, slice);
         assert_eq!(words(&round.unwrap()), ["BLPOP", "a", "b", "1.500"]);
+        // Rounded up, never to 0 (which would block forever).
+        let mut short = redis::cmd("BLPOP");
+        short.arg("a").arg(5);
+        let (short_round, short_blocks) = sliced(&short, Duration::from_micros(300));
+        assert_eq!(words(&short_round.unwrap()), ["BLPOP", "a", "0.001"]);
+        assert_eq!(short_blocks, Block::For(Duration::from_millis(1)));
         assert_eq!(blocks, Block::For(slice));
 
         let mut blmpop = redis::cmd("BLMPOP");
@@ -330,6 +388,36 @@ mod tests {
                 ">"
             ]
         );
+
+        // A consumer named 1000, or BLOCK: names, not the option.
+        let mut named = redis::cmd("XREADGROUP");
+        named
+            .arg("GROUP")
+            .arg("block")
+            .arg("BLOCK")
+            .arg("BLOCK")
+            .arg(0)
+            .arg("STREAMS")
+            .arg("s")
+            .arg(">");
+        assert_eq!(
+            words(&sliced(&named, slice).0.unwrap()),
+            [
+                "XREADGROUP",
+                "GROUP",
+                "block",
+                "BLOCK",
+                "BLOCK",
+                "1500",
+                "STREAMS",
+                "s",
+                ">"
+            ]
+        );
+        // `$` read again would skip what arrived in between: not sliced.
+        let mut tail = redis::cmd("XREAD");
+        tail.arg("BLOCK").arg(0).arg("STREAMS").arg("s").arg("$");
+        assert!(sliced(&tail, slice).0.is_none());
 
         let mut wait = redis::cmd("WAIT");
         wait.arg(1).arg(0);

@@ -19,7 +19,7 @@
 //! | `token` | [`AuthToken`]: the bearer secret (redacted `Debug`, no `Display`, zeroized) and its validity window |
 //! | `lifecycle` | [`Lifecycle`]: one home for the 12-hour rules: token refresh interval, re-auth time, maximum connection age; their defaults, environment variables, bounds, cross-checks and per-connection jitter |
 //! | `refresher` | [`TokenRefresher`]: the current token in memory, a background task that rotates it, single-flight signing, backoff, [`RefresherStatus`] |
-//! | `redis_auth` | the refresher as redis-rs's `StreamingCredentialsProvider`, and its bookkeeping: one `AUTH` per new connection, re-authentication on a per-connection schedule |
+//! | `redis_auth` | the refresher as redis-rs's `StreamingCredentialsProvider`, and its bookkeeping: one `AUTH` per new connection, re-authentication on a per-connection schedule; the initial-token-only variant this crate's own cluster connections use |
 //! | `config` | [`ConnectionConfig`]: endpoint, [`Auth`] (none, password, IAM), [`TlsOptions`], [`Lifecycle`]; built from a URL, builder methods or the environment (`config::builder`, `config::url`) |
 //! | `env` | values from environment variables |
 //! | `tls` | one rustls client configuration per pool (roots, client certificate, minimum version); handshakes with SNI and hostname verification |
@@ -31,9 +31,11 @@
 //! | `session` | the session state a borrower can leave on a connection (`MULTI`, `WATCH`, `SELECT`, subscriptions, ...), recorded with the server's answers |
 //! | `life` | a connection's life: idle, in use or closed; its deadline; the task that drives its socket and closes it at its deadline when idle, or at once when a reply will never be read |
 //! | `reauth` | re-authentication of a live connection: its re-auth point, the `AUTH` with the current token, what a refusal or throttle means |
-//! | `connection` | [`Connection`]: the command path of a pooled connection: reply deadlines with block times, closing on unanswered commands, session tracking, re-authentication riding with the next command |
+//! | `connection` | [`Connection`]: the command path of a pooled connection: reply deadlines with block times, closing on unanswered commands, session tracking, re-authentication riding with the next command (every node in cluster mode, and a timer for idle cluster connections) |
 //! | `counters` | the pool's event counts |
 //! | `shared` | [`SharedConnection`]: multiplexed connections every task shares (`shared::link`: one connection, its requests and re-authentication; `shared::slot`: the task that re-authenticates it in the background and replaces it successor-first at its deadline, on loss or when it stops answering; `shared::refusal`: the commands that need a connection of their own); [`SharedConnectionBuilder`] (`shared::builder`) |
+//! | `subscriber` | [`Subscriber`]: a dedicated RESP3 subscriber, re-authenticated while subscribed, re-subscribed on a successor, its gaps counted and logged |
+//! | `blocking` | [`BlockingConnection`]: a dedicated connection for blocking consumers; long blocks sent in slices so that it re-authenticates between them |
 //! | `manager` | [`Manager`], the thin `bb8::ManageConnection` adapter over the connector: report closed, failed, dirty and expired connections |
 //! | `pool` | [`Pool`]: the bb8 pool and `get` with precise errors; [`PoolBuilder`] (`pool::builder`): its settings and defaults |
 //! | `health` | [`Health`]: pool, token and server state for `/health` endpoints |
@@ -54,7 +56,8 @@
 //!         |                  (Lifecycle: when to rotate, re-authenticate, replace)
 //!         v
 //!   Connector      connect: gate, TCP + TLS + HELLO 3 AUTH <user_id> <token> (once)
-//!         |        (cluster mode: redis-rs with the refresher as credentials provider)
+//!         |        (cluster mode: redis-rs authenticates each node connection it
+//!         |        opens with the current token; re-authentication is ours)
 //!         v
 //!   Connection     each command: block-time deadlines, session tracking,
 //!         |        re-AUTH (when due) written with the next command

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
-use redis::{Msg, PushKind, RedisResult, ToRedisArgs};
+use redis::{Msg, PushKind, RedisError, RedisResult, ToRedisArgs};
 use tokio::sync::{Mutex, MutexGuard, mpsc, watch};
 
 use crate::connector::{Connector, Pushes};
@@ -179,19 +179,27 @@ impl Subscriber {
         // The current link: a successor that took over meanwhile was given
         // everything held before this change.
         let link = self.slot.link();
-        let result = link.subscription(kind, on, &names).await;
-        if let Err(err) = &result {
-            if crate::connection::failed_transport(err) {
-                self.slot.suspect();
-            }
-            return result;
+        let limit = self.connector.connect_timeout();
+        let result = match tokio::time::timeout(limit, link.subscription(kind, on, &names)).await {
+            Ok(result) => result,
+            Err(_) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no confirmation within {limit:?}"),
+            ))),
+        };
+        let lost = matches!(&result, Err(err) if crate::connection::failed_transport(err));
+        if lost {
+            // Its successor takes everything held, this change included.
+            link.close();
         }
-        let held = wanted.of(kind);
-        for name in names {
-            if on {
-                held.insert(name);
-            } else {
-                held.remove(&name);
+        if result.is_ok() || lost {
+            let held = wanted.of(kind);
+            for name in names {
+                if on {
+                    held.insert(name);
+                } else {
+                    held.remove(&name);
+                }
             }
         }
         result

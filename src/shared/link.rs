@@ -14,16 +14,17 @@
 //! every node the connection holds, and each node's answer is counted.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionLike;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
 
 use crate::connector::{Opened, Raw};
 use crate::life::Life;
+use crate::lock::lock;
 use crate::reauth::{Reauth, Reauthenticator, confirmation};
 
 /// What a subscription names.
@@ -38,7 +39,7 @@ pub(crate) enum Kind {
 }
 
 pub(crate) struct Link {
-    raw: Raw,
+    raw: Held,
     pub(crate) life: Arc<Life>,
 }
 
@@ -49,6 +50,13 @@ impl fmt::Debug for Link {
             .field("life", &self.life)
             .finish_non_exhaustive()
     }
+}
+
+/// redis-rs's handle; a cluster connection's can be taken, which ends it
+/// once the requests holding clones of it are done or dropped.
+enum Held {
+    Standalone(MultiplexedConnection),
+    Cluster(Mutex<Option<ClusterConnection>>),
 }
 
 impl Drop for Link {
@@ -64,10 +72,36 @@ impl Link {
         // Never idle: the task driving it leaves its deadline to the
         // holder, which replaces it first.
         opened.life.check_out();
+        let raw = match opened.raw {
+            Raw::Standalone(c) => Held::Standalone(c),
+            Raw::Cluster(c) => Held::Cluster(Mutex::new(Some(c))),
+        };
         Arc::new(Self {
-            raw: opened.raw,
+            raw,
             life: opened.life,
         })
+    }
+
+    /// A clone of redis-rs's handle for one request, unless it was closed.
+    fn handle(&self) -> RedisResult<Raw> {
+        match &self.raw {
+            Held::Standalone(c) => Ok(Raw::Standalone(c.clone())),
+            Held::Cluster(c) => lock(c).clone().map(Raw::Cluster).ok_or_else(|| {
+                RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "the connection was closed",
+                ))
+            }),
+        }
+    }
+
+    /// Closes it now: a standalone socket at once, a cluster connection
+    /// once no request holds it; true if it was not closed already.
+    pub(crate) fn close(&self) -> bool {
+        if let Held::Cluster(c) = &self.raw {
+            drop(lock(c).take());
+        }
+        self.life.close_now()
     }
 
     /// Subscribes to (or unsubscribes from) `names` of `kind` on this
@@ -81,42 +115,36 @@ impl Link {
         if names.is_empty() {
             return Ok(());
         }
-        match &self.raw {
-            Raw::Standalone(c) => {
-                let mut c = c.clone();
-                match (kind, on) {
-                    (Kind::Channel, true) => c.subscribe(names).await,
-                    (Kind::Channel, false) => c.unsubscribe(names).await,
-                    (Kind::Pattern, true) => c.psubscribe(names).await,
-                    (Kind::Pattern, false) => c.punsubscribe(names).await,
-                    (Kind::Shard, _) => Err(RedisError::from((
-                        redis::ErrorKind::Client,
-                        "sharded pub/sub (SSUBSCRIBE) needs cluster mode",
-                    ))),
-                }
-            }
-            Raw::Cluster(c) => {
-                let mut c = c.clone();
-                match (kind, on) {
-                    (Kind::Channel, true) => c.subscribe(names).await,
-                    (Kind::Channel, false) => c.unsubscribe(names).await,
-                    (Kind::Pattern, true) => c.psubscribe(names).await,
-                    (Kind::Pattern, false) => c.punsubscribe(names).await,
-                    (Kind::Shard, true) => c.ssubscribe(names).await,
-                    (Kind::Shard, false) => c.sunsubscribe(names).await,
-                }
-            }
+        match self.handle()? {
+            Raw::Standalone(mut c) => match (kind, on) {
+                (Kind::Channel, true) => c.subscribe(names).await,
+                (Kind::Channel, false) => c.unsubscribe(names).await,
+                (Kind::Pattern, true) => c.psubscribe(names).await,
+                (Kind::Pattern, false) => c.punsubscribe(names).await,
+                (Kind::Shard, _) => Err(RedisError::from((
+                    redis::ErrorKind::Client,
+                    "sharded pub/sub (SSUBSCRIBE) needs cluster mode",
+                ))),
+            },
+            Raw::Cluster(mut c) => match (kind, on) {
+                (Kind::Channel, true) => c.subscribe(names).await,
+                (Kind::Channel, false) => c.unsubscribe(names).await,
+                (Kind::Pattern, true) => c.psubscribe(names).await,
+                (Kind::Pattern, false) => c.punsubscribe(names).await,
+                (Kind::Shard, true) => c.ssubscribe(names).await,
+                (Kind::Shard, false) => c.sunsubscribe(names).await,
+            },
         }
     }
 
     pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self.raw, Raw::Cluster(_))
+        matches!(self.raw, Held::Cluster(_))
     }
 
     pub(crate) async fn command(&self, cmd: &Cmd) -> RedisResult<Value> {
-        match &self.raw {
-            Raw::Standalone(c) => c.clone().send_packed_command(cmd).await,
-            Raw::Cluster(c) => c.clone().req_packed_command(cmd).await,
+        match self.handle()? {
+            Raw::Standalone(mut c) => c.send_packed_command(cmd).await,
+            Raw::Cluster(mut c) => c.req_packed_command(cmd).await,
         }
     }
 
@@ -126,13 +154,9 @@ impl Link {
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
-        match &self.raw {
-            Raw::Standalone(c) => {
-                c.clone()
-                    .send_packed_commands(pipeline, offset, count)
-                    .await
-            }
-            Raw::Cluster(c) => c.clone().req_packed_commands(pipeline, offset, count).await,
+        match self.handle()? {
+            Raw::Standalone(mut c) => c.send_packed_commands(pipeline, offset, count).await,
+            Raw::Cluster(mut c) => c.req_packed_commands(pipeline, offset, count).await,
         }
     }
 
@@ -142,8 +166,8 @@ impl Link {
         let mut ping = redis::cmd("PING");
         ping.arg("elasticache-iam");
         let answer = async {
-            match &self.raw {
-                Raw::Standalone(c) => c.clone().send_packed_command(&ping).await.map(|_| ()),
+            match self.handle()? {
+                Raw::Standalone(mut c) => c.send_packed_command(&ping).await.map(|_| ()),
                 Raw::Cluster(c) => {
                     let every_node =
                         RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllNodes, None));
@@ -175,7 +199,11 @@ impl Link {
         reauth: &mut Reauth,
         limit: Duration,
     ) {
-        match &self.raw {
+        let Ok(handle) = self.handle() else {
+            // Closed: nothing to re-authenticate.
+            return;
+        };
+        match handle {
             Raw::Standalone(c) => {
                 let Some(auth) = reauthenticator.command(reauth, &self.life) else {
                     // No usable token: counted, and retried later.
@@ -188,7 +216,7 @@ impl Link {
                 settle(answer, reauthenticator, reauth, &self.life, limit).await;
             }
             Raw::Cluster(c) => {
-                reauthenticate_cluster(c, &self.life, reauthenticator, reauth, limit).await;
+                reauthenticate_cluster(&c, &self.life, reauthenticator, reauth, limit).await;
             }
         }
     }

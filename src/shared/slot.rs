@@ -187,6 +187,10 @@ pub(crate) async fn upkeep(
     }
 }
 
+/// After re-subscribing on a new connection failed, the next attempt waits
+/// this long.
+const RESUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
+
 /// After a link was replaced for not answering, its successor is not
 /// checked again for this long, so that a slow server does not have its
 /// connections replaced again and again.
@@ -207,8 +211,17 @@ async fn replace(connector: &Connector, slot: &Slot, why: Why) -> bool {
         Some(subscriptions) => {
             // No subscription changes until the successor has them all.
             let held = subscriptions.lock().await;
-            if let Err(err) = held.restore(&successor).await {
+            let limit = connector.connect_timeout();
+            let restored = match tokio::time::timeout(limit, held.restore(&successor)).await {
+                Ok(restored) => restored.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no confirmation within {limit:?}")),
+            };
+            if let Err(err) = restored {
+                drop(held);
                 tracing::warn!(endpoint = %connector.endpoint(), error = %err, "re-subscribing on a new connection failed; trying again");
+                // The connection opened, which reset the gate's backoff: a
+                // pause of its own before the next attempt.
+                tokio::time::sleep(RESUBSCRIBE_RETRY).await;
                 return false;
             }
             slot.replace(successor)
@@ -216,6 +229,10 @@ async fn replace(connector: &Connector, slot: &Slot, why: Why) -> bool {
     };
     match why {
         Why::Deadline if !old.life.is_closed() => bump(&connector.counters().recycles),
+        Why::Unresponsive if slot.subscriptions.is_some() => {
+            bump(&connector.counters().subscription_gaps);
+            tracing::warn!(endpoint = %connector.endpoint(), "subscriber's connection stopped answering; re-subscribed on a new one, and messages published meanwhile may not have been received");
+        }
         Why::Lost(since) if slot.subscriptions.is_some() => {
             bump(&connector.counters().subscription_gaps);
             let gap = monotonic_now().saturating_duration_since(since);
