@@ -11,6 +11,11 @@ const THROUGHPUT_TARGET: f64 = 0.97;
 const P99_TARGET: f64 = 1.05;
 const EVENT_P999_TARGET: f64 = 1.5;
 const SIGN_TARGET_NS: f64 = 10_000.0;
+/// The shared handle against one raw multiplexed connection (x16, x64).
+const SHARED_THROUGHPUT_TARGET: f64 = 0.9;
+const SHARED_P99_TARGET: f64 = 1.2;
+/// The shared handle against the pool (x16, x64).
+const SHARED_VS_POOL_TARGET: f64 = 3.0;
 
 pub(crate) fn row_line(row: &Row) -> String {
     let mut line = format!("{:<16}", row.workload.name());
@@ -181,6 +186,16 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
     let run = &results.events;
     let throughput = results.lowest_throughput_ratio();
     let p99 = results.highest_p99_ratio();
+    let shared = results.lowest_concurrent_ratio("s", "c");
+    let shared_p99 = results.highest_shared_p99_ratio();
+    let vs_pool = results.lowest_concurrent_ratio("s", "a");
+    // The pipelining ceiling over the pool, in the workload where (s)/(a) is lowest.
+    let raw_vs_pool = results
+        .rows
+        .iter()
+        .find(|r| r.workload.name() == vs_pool.1)
+        .and_then(|r| r.paired("c", "a"))
+        .unwrap_or(f64::NAN);
     let sign = median_f(&results.sign_ns);
     let (setup_iam, setup_password) = (
         median_u(&results.setup_iam_us),
@@ -212,13 +227,15 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
            only changes the handshake, not steady state;\n\
          - (b′) a second pool exactly like (b), measured the same way: (b′)/(b) is the noise \
            floor, how far two identical clients differ on this machine (full mode only);\n\
+         - (s) this crate's `SharedConnection` with IAM authentication: one multiplexed \
+           connection, re-authenticated in the background, shared by all workers;\n\
          - (c) one redis-rs multiplexed connection through the front, shared by all workers \
            (pipelining ceiling);\n\
          - (d) one multiplexed connection to Valkey directly, without TLS (reference).\n\n\
          Each worker checks out a connection (pools), sends one command, waits for its reply \
          and gives the connection back, in a loop; each operation is timed from before the \
-         checkout to after the reply. {}. Clients take turns within a workload (a b b′ c d, then \
-         d c b′ b a), so drift in the machine's speed falls on all of them. Throughput is the \
+         checkout to after the reply. {}. Clients take turns within a workload (a b b′ s c d, \
+         then d c s b′ b a), so drift in the machine's speed falls on all of them. Throughput is the \
          median over rounds; latency quantiles are over every operation of every round \
          (HdrHistogram, microseconds).\n",
         results.plan_text
@@ -284,7 +301,10 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
          | (a)/(b) throughput ≥ {THROUGHPUT_TARGET} on every workload | {:.3} (lowest: {}) | {} |\n\
          | (a)/(b) p99 ≤ {P99_TARGET} | {:.3} (highest: {}) | {} |\n\
          | p99.9 in event windows ≤ {EVENT_P999_TARGET} × steady state | {:.2} | {} |\n\
-         | signing ≤ 10 µs per token | {:.1} µs | {} |",
+         | signing ≤ 10 µs per token | {:.1} µs | {} |\n\
+         | (s)/(c) throughput ≥ {SHARED_THROUGHPUT_TARGET} at x16 and x64 | {:.3} (lowest: {}) | {} |\n\
+         | (s)/(c) p99 ≤ {SHARED_P99_TARGET} at x16 and x64 | {:.3} (highest: {}) | {} |\n\
+         | (s)/(a) throughput ≥ {SHARED_VS_POOL_TARGET} at x16 and x64 | {:.3} (lowest: {}; (c)/(a) there: {:.3}) | {} |",
         throughput.0,
         throughput.1,
         verdict(throughput.0 >= THROUGHPUT_TARGET),
@@ -295,6 +315,16 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
         verdict(run.ratio() <= EVENT_P999_TARGET),
         sign / 1000.0,
         verdict(sign <= SIGN_TARGET_NS),
+        shared.0,
+        shared.1,
+        verdict(shared.0 >= SHARED_THROUGHPUT_TARGET),
+        shared_p99.0,
+        shared_p99.1,
+        verdict(shared_p99.0 <= SHARED_P99_TARGET),
+        vs_pool.0,
+        vs_pool.1,
+        raw_vs_pool,
+        verdict(vs_pool.0 >= SHARED_VS_POOL_TARGET),
     );
     out.push_str(&misses(results, throughput.0, p99.0, sign));
     out
