@@ -275,12 +275,9 @@ async fn send(link: &Link, cmd: &Cmd, limit: Option<Duration>) -> RedisResult<Va
         Some(limit) => match tokio::time::timeout(limit, link.command(cmd)).await {
             Ok(reply) => reply,
             Err(_) => {
-                return Err(RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "no reply within {limit:?} (the response timeout plus the block time); \
+                return Err(crate::connection::timed_out(format!(
+                    "no reply within {limit:?} (the response timeout plus the block time); \
                          the connection was closed so that the server stops blocking for it"
-                    ),
                 )));
             }
         },
@@ -315,9 +312,8 @@ impl ConnectionLike for BlockingConnection {
             match limit {
                 None => request.await,
                 Some(limit) => tokio::time::timeout(limit, request).await.map_err(|_| {
-                    RedisError::from(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no reply within {limit:?} (the response timeout)"),
+                    crate::connection::timed_out(format!(
+                        "no reply within {limit:?} (the response timeout)"
                     ))
                 })?,
             }

@@ -69,32 +69,51 @@ pub(crate) enum Inner {
     Cluster(ClusterSlot),
 }
 
-/// A cluster connection that an abandoned request can close: dropping the
-/// last handle ends redis-rs's cluster task and its node connections. Its
+/// A cluster connection that can be closed while requests hold clones of
+/// it: once taken, no new request gets it, and redis-rs's cluster task and
+/// its node connections end when the last clone drops.
+pub(crate) struct ClusterHandle(Mutex<Option<ClusterConnection>>);
+
+impl ClusterHandle {
+    pub(crate) fn new(connection: ClusterConnection) -> Self {
+        Self(Mutex::new(Some(connection)))
+    }
+
+    /// A clone for one request, unless it was closed.
+    pub(crate) fn get(&self) -> Option<ClusterConnection> {
+        lock(&self.0).clone()
+    }
+
+    pub(crate) fn close(&self) {
+        drop(lock(&self.0).take());
+    }
+}
+
+/// A pooled cluster connection that an abandoned request can close. Its
 /// re-authentication state is the lane that requests and the idle timer
 /// (`cluster_upkeep`) take in turn, so that an `AUTH` to every node never
 /// interleaves with a borrower's request.
 #[derive(Clone)]
 pub(crate) struct ClusterSlot {
-    connection: Arc<Mutex<Option<ClusterConnection>>>,
+    connection: Arc<ClusterHandle>,
     lane: Arc<tokio::sync::Mutex<Reauth>>,
 }
 
 impl ClusterSlot {
     pub(crate) fn new(connection: ClusterConnection, lifecycle: &Lifecycle) -> Self {
         Self {
-            connection: Arc::new(Mutex::new(Some(connection))),
+            connection: Arc::new(ClusterHandle::new(connection)),
             lane: Arc::new(tokio::sync::Mutex::new(Reauth::new(lifecycle))),
         }
     }
 
     /// A handle for one request, unless the connection was closed.
     fn handle(&self) -> Option<ClusterConnection> {
-        lock(&self.connection).clone()
+        self.connection.get()
     }
 
     fn close(&self) {
-        drop(lock(&self.connection).take());
+        self.connection.close();
     }
 }
 
@@ -469,6 +488,11 @@ async fn request_on(
     })
 }
 
+/// A reply (or confirmation) that did not come within its time.
+pub(crate) fn timed_out(what: String) -> RedisError {
+    RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, what))
+}
+
 fn closed_error() -> RedisError {
     RedisError::from(std::io::Error::new(
         std::io::ErrorKind::NotConnected,
@@ -537,13 +561,10 @@ async fn answer<A, R>(
             Ok(result) => result,
             // `pending` closes the connection as it drops.
             Err(_) => {
-                let err = RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "no reply within {limit:?} (the response timeout, plus the block time \
+                let err = timed_out(format!(
+                    "no reply within {limit:?} (the response timeout, plus the block time \
                          of blocking commands); the connection was closed so that the late \
                          reply reaches no other command"
-                    ),
                 ));
                 return (None, Some(Err(err)));
             }

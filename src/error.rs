@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What went wrong, for callers that react differently to different failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -203,6 +204,19 @@ impl Problems {
             self.0.push(err);
         } else {
             self.0.extend(err.problems.iter().cloned());
+        }
+    }
+
+    /// Notes each of the `durations` that is zero, by its parameter's name
+    /// (`None`: no limit, which is allowed).
+    pub(crate) fn check_positive(&mut self, durations: &[(&'static str, Option<Duration>)]) {
+        for &(parameter, value) in durations {
+            if value == Some(Duration::ZERO) {
+                self.push(Error::config(
+                    parameter,
+                    format!("{parameter} must be more than zero"),
+                ));
+            }
         }
     }
 

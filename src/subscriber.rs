@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
-use redis::{Msg, PushKind, RedisError, RedisResult, ToRedisArgs};
+use redis::{Msg, PushKind, RedisResult, ToRedisArgs};
 use tokio::sync::{Mutex, MutexGuard, mpsc, watch};
 
 use crate::connector::{Connector, Pushes};
@@ -182,9 +182,8 @@ impl Subscriber {
         let limit = self.connector.connect_timeout();
         let result = match tokio::time::timeout(limit, link.subscription(kind, on, &names)).await {
             Ok(result) => result,
-            Err(_) => Err(RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no confirmation within {limit:?}"),
+            Err(_) => Err(crate::connection::timed_out(format!(
+                "no confirmation within {limit:?}"
             ))),
         };
         let lost = matches!(&result, Err(err) if crate::connection::failed_transport(err));

@@ -253,18 +253,11 @@ impl PoolBuilder {
                 ),
             ));
         }
-        for (parameter, value) in [
+        problems.check_positive(&[
             ("connection_timeout", Some(self.connection_timeout)),
             ("connect_timeout", Some(self.connect_timeout)),
             ("response_timeout", self.response_timeout),
             ("idle_timeout", self.idle_timeout),
-        ] {
-            if value == Some(Duration::ZERO) {
-                problems.push(Error::config(
-                    parameter,
-                    format!("{parameter} must be more than zero"),
-                ));
-            }
-        }
+        ]);
     }
 }

@@ -238,17 +238,10 @@ impl SharedConnectionBuilder {
                 ),
             ));
         }
-        for (parameter, value) in [
+        problems.check_positive(&[
             ("connect_timeout", Some(self.connect_timeout)),
             ("response_timeout", self.response_timeout),
-        ] {
-            if value == Some(Duration::ZERO) {
-                problems.push(Error::config(
-                    parameter,
-                    format!("{parameter} must be more than zero"),
-                ));
-            }
-        }
+        ]);
         let options = ConnectorOptions {
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,

@@ -14,7 +14,7 @@
 //! every node the connection holds, and each node's answer is counted.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -22,9 +22,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
 
+use crate::connection::ClusterHandle;
 use crate::connector::{Opened, Raw};
 use crate::life::Life;
-use crate::lock::lock;
 use crate::reauth::{Reauth, Reauthenticator, confirmation};
 
 /// What a subscription names.
@@ -56,7 +56,7 @@ impl fmt::Debug for Link {
 /// once the requests holding clones of it are done or dropped.
 enum Held {
     Standalone(MultiplexedConnection),
-    Cluster(Mutex<Option<ClusterConnection>>),
+    Cluster(ClusterHandle),
 }
 
 impl Drop for Link {
@@ -74,7 +74,7 @@ impl Link {
         opened.life.check_out();
         let raw = match opened.raw {
             Raw::Standalone(c) => Held::Standalone(c),
-            Raw::Cluster(c) => Held::Cluster(Mutex::new(Some(c))),
+            Raw::Cluster(c) => Held::Cluster(ClusterHandle::new(c)),
         };
         Arc::new(Self {
             raw,
@@ -86,7 +86,7 @@ impl Link {
     fn handle(&self) -> RedisResult<Raw> {
         match &self.raw {
             Held::Standalone(c) => Ok(Raw::Standalone(c.clone())),
-            Held::Cluster(c) => lock(c).clone().map(Raw::Cluster).ok_or_else(|| {
+            Held::Cluster(c) => c.get().map(Raw::Cluster).ok_or_else(|| {
                 RedisError::from(std::io::Error::new(
                     std::io::ErrorKind::NotConnected,
                     "the connection was closed",
@@ -99,7 +99,7 @@ impl Link {
     /// once no request holds it; true if it was not closed already.
     pub(crate) fn close(&self) -> bool {
         if let Held::Cluster(c) = &self.raw {
-            drop(lock(c).take());
+            c.close();
         }
         self.life.close_now()
     }
@@ -266,10 +266,7 @@ async fn settle(
         Ok(Ok(nodes)) => reauthenticator.succeeded(nodes, reauth, life),
         Ok(Err(err)) => reauthenticator.failed(err, reauth, life),
         Err(_) => reauthenticator.failed(
-            RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer to AUTH within {limit:?}"),
-            )),
+            crate::connection::timed_out(format!("no answer to AUTH within {limit:?}")),
             reauth,
             life,
         ),

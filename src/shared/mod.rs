@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::sync::watch;
 
 pub use builder::SharedConnectionBuilder;
@@ -197,9 +197,8 @@ impl Shared {
         };
         tokio::time::timeout(limit, request).await.map_err(|_| {
             slot.suspect();
-            RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no reply within {limit:?} (the response timeout)"),
+            crate::connection::timed_out(format!(
+                "no reply within {limit:?} (the response timeout)"
             ))
         })
     }
