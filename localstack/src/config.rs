@@ -1,6 +1,6 @@
 //! How to run a [`Stack`](crate::Stack): the kind of cache, its name, user
 //! and region, the upstream server, the 12-hour rule's scale, the lifetime
-//! of issued credentials, TLS.
+//! of issued credentials, TLS (and mutual TLS).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -81,6 +81,12 @@ pub struct StackConfig {
     pub clock_skew: Duration,
     /// Accept TLS 1.3 only, as public endpoints do. Defaults to false (1.2 and 1.3).
     pub tls13_only: bool,
+    /// Mutual TLS: every front demands a client certificate signed by the
+    /// stack's CA, and the stack makes one at start-up
+    /// ([`Stack::client_cert_file`](crate::Stack::client_cert_file),
+    /// `REDIS_SSL_CERTFILE`, `REDIS_SSL_KEYFILE`). Defaults to false (no
+    /// client certificate asked for).
+    pub require_client_cert: bool,
     /// The host name the topology advertises. Defaults to `127.0.0.1`.
     pub advertised_host: String,
     /// A password (ACL) user `(name, password)` accepted besides IAM, for
@@ -109,6 +115,7 @@ impl StackConfig {
             credential_lifetime: Duration::from_secs(3600),
             clock_skew: Duration::from_secs(300),
             tls13_only: false,
+            require_client_cert: false,
             advertised_host: "127.0.0.1".to_owned(),
             password_user: None,
             clock: Arc::new(SystemClock),
@@ -211,6 +218,14 @@ impl StackConfig {
     #[must_use]
     pub fn tls13_only(mut self, on: bool) -> Self {
         self.tls13_only = on;
+        self
+    }
+
+    /// Mutual TLS: clients must present a certificate signed by the stack's
+    /// CA; one is made at start-up. Defaults to false.
+    #[must_use]
+    pub fn require_client_cert(mut self, on: bool) -> Self {
+        self.require_client_cert = on;
         self
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! - an **upstream** `valkey-server` (or `redis-server`) on a free loopback port;
 //! - the **front**: a TLS listener (certificate made at start-up, CA written to a
-//!   file) and RESP proxy that authenticates every connection as ElastiCache
+//!   file; with mutual TLS a client certificate demanded, and one made) and RESP proxy that authenticates every connection as ElastiCache
 //!   does: `AUTH`/`HELLO ... AUTH` first, the IAM token's SigV4 signature
 //!   recomputed from the stack's known credentials, every claim checked (see
 //!   [`verify::Refusal`] for the reasons counted), connections closed once their
@@ -24,7 +24,7 @@
 //! | `shared` | what the front, the endpoints and the stack share |
 //! | `upstream` | the real server process |
 //! | `cluster` | [`Cluster`]: a real Valkey cluster of such processes, formed by the stack itself |
-//! | `tls` | CA and server certificate, rustls configuration |
+//! | `tls` | CA, server certificate and (mutual TLS) client certificate, rustls configuration |
 //! | `resp` | command and reply framing |
 //! | `verify` | IAM token verification |
 //! | `registry` | known credentials and allowed principals |

@@ -7,6 +7,7 @@
 //!                         | --memorydb-cluster NAME [--shards N] [--replicas R])
 //!     --user-id ID --region REGION [--engine valkey|redis] [--port P]
 //!     [--max-auth-age DUR] [--credential-lifetime DUR] [--env-file PATH] [--tls13-only]
+//!     [--require-client-cert]
 //! ```
 //!
 //! When ready it writes the env file (sourceable `KEY=VALUE` lines) and serves
@@ -71,6 +72,11 @@ struct Args {
     /// Accept TLS 1.3 only, as ElastiCache public endpoints do (default: 1.2 and 1.3).
     #[arg(long)]
     tls13_only: bool,
+    /// Mutual TLS: every front demands a client certificate signed by the
+    /// stack's CA; one is made at start-up and its files are listed in the env
+    /// file (REDIS_SSL_CERTFILE, REDIS_SSL_KEYFILE).
+    #[arg(long)]
+    require_client_cert: bool,
     /// Write the environment for clients here when ready.
     #[arg(long, value_name = "PATH")]
     env_file: Option<PathBuf>,
@@ -159,7 +165,8 @@ async fn main() -> ExitCode {
         .port(args.port)
         .max_auth_age(args.max_auth_age)
         .credential_lifetime(args.credential_lifetime)
-        .tls13_only(args.tls13_only);
+        .tls13_only(args.tls13_only)
+        .require_client_cert(args.require_client_cert);
     let stack = match Stack::start(config).await {
         Ok(stack) => stack,
         Err(e) => {

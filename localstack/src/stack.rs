@@ -45,6 +45,8 @@ pub struct Stack {
     cache_name: String,
     user_id: String,
     region: String,
+    /// The client certificate and key, when the fronts demand one.
+    client_cert: Option<tls::ClientCertFiles>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -98,8 +100,17 @@ impl Stack {
         };
         let dir =
             tempfile::tempdir().map_err(|e| StartError(format!("temporary directory: {e}")))?;
-        let tls = tls::server_config(&dir.path().join("ca.pem"), config.tls13_only)
-            .map_err(StartError)?;
+        // Beside the CA file, so that a client's TLS files are in one place.
+        let client_cert = config.require_client_cert.then(|| tls::ClientCertFiles {
+            cert: dir.path().join("client.pem"),
+            key: dir.path().join("client-key.pem"),
+        });
+        let tls = tls::server_config(
+            &dir.path().join("ca.pem"),
+            config.tls13_only,
+            client_cert.as_ref(),
+        )
+        .map_err(StartError)?;
         // The first on the configured port.
         let mut listeners = Vec::new();
         for (index, server) in fronts_for.iter().enumerate() {
@@ -215,6 +226,7 @@ impl Stack {
             cache_name: config.cache_name,
             user_id: config.user_id,
             region: config.region,
+            client_cert,
             tasks,
         })
     }
@@ -269,6 +281,14 @@ impl Stack {
             ("REDIS_PORT", self.endpoint().port().to_string()),
             ("REDIS_SSL", "true".to_owned()),
             ("REDIS_SSL_CA_CERTS", self.ca_file().display().to_string()),
+        ];
+        // Mutual TLS only: the client certificate and key, under the names
+        // the client crate's environment settings read them from.
+        if let Some(files) = &self.client_cert {
+            vars.push(("REDIS_SSL_CERTFILE", files.cert.display().to_string()));
+            vars.push(("REDIS_SSL_KEYFILE", files.key.display().to_string()));
+        }
+        vars.extend([
             ("USE_IAM_AUTH", "true".to_owned()),
             (target, self.cache_name.clone()),
             ("ELASTICACHE_USER_ID", self.user_id.clone()),
@@ -286,7 +306,7 @@ impl Stack {
                 "LOCALSTACK_WEB_IDENTITY_TOKEN_FILE",
                 self.web_identity_token_file().display().to_string(),
             ),
-        ];
+        ]);
         if self.mode == Mode::Serverless || self.shared.clustered() {
             vars.push(("REDIS_CLUSTER", "true".to_owned()));
         }
@@ -348,7 +368,21 @@ impl Stack {
         self.dir.path().join("ca.pem")
     }
 
-    /// The directory the stack keeps its files in (CA, web identity token).
+    /// The PEM file of the client certificate (signed by the CA) the fronts
+    /// demand when the stack runs with
+    /// [`StackConfig::require_client_cert`]; `None` otherwise.
+    pub fn client_cert_file(&self) -> Option<&Path> {
+        self.client_cert.as_ref().map(|files| files.cert.as_path())
+    }
+
+    /// The PEM file of the key of [`client_cert_file`](Self::client_cert_file);
+    /// `None` unless the stack runs with [`StackConfig::require_client_cert`].
+    pub fn client_key_file(&self) -> Option<&Path> {
+        self.client_cert.as_ref().map(|files| files.key.as_path())
+    }
+
+    /// The directory the stack keeps its files in (CA, client certificate and
+    /// key with mutual TLS, web identity token).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
