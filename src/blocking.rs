@@ -94,9 +94,12 @@ impl BlockingConnection {
         if let Some(link) = &self.link
             && (link.life.is_closed() || (iam && link.life.is_expired()))
         {
-            if !link.life.is_closed() {
-                crate::counters::bump(&self.connector.counters().recycles);
-            }
+            let counters = self.connector.counters();
+            crate::counters::bump(if link.life.is_closed() {
+                &counters.reconnects
+            } else {
+                &counters.recycles
+            });
             self.link = None;
         }
         let link = match &self.link {

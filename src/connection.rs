@@ -37,6 +37,7 @@ use crate::lock::lock;
 use crate::reauth::{Reauth, Reauthenticator};
 use crate::session::Session;
 use crate::shared::link::reauthenticate_cluster;
+use crate::telemetry;
 
 /// A connection from the pool: run commands on it as on any redis-rs async
 /// connection (it implements [`ConnectionLike`], so [`redis::AsyncCommands`]
@@ -601,7 +602,17 @@ impl Drop for Unanswered<'_> {
 
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(self.command(cmd))
+        if !telemetry::ENABLED {
+            return Box::pin(self.command(cmd));
+        }
+        let settings = Arc::clone(&self.settings);
+        Box::pin(async move {
+            settings
+                .counters
+                .telemetry
+                .operation_of(telemetry::operation_name(cmd), self.command(cmd))
+                .await
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -610,7 +621,20 @@ impl ConnectionLike for Connection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(self.pipeline(pipeline, offset, count))
+        if !telemetry::ENABLED {
+            return Box::pin(self.pipeline(pipeline, offset, count));
+        }
+        let settings = Arc::clone(&self.settings);
+        Box::pin(async move {
+            settings
+                .counters
+                .telemetry
+                .operation_of(
+                    telemetry::pipeline_name(pipeline),
+                    self.pipeline(pipeline, offset, count),
+                )
+                .await
+        })
     }
 
     fn get_db(&self) -> i64 {

@@ -83,6 +83,11 @@ pub struct Counts {
     /// out, or its future was dropped), so that the late reply reaches no
     /// other command.
     pub discarded_unanswered: u64,
+    /// Connections of a [`SharedConnection`](crate::SharedConnection) or a
+    /// dedicated connection replaced by a successor after they were lost (or
+    /// stopped answering). A pool does not count these: it opens new
+    /// connections when borrowers need them.
+    pub reconnects: u64,
     /// A [`Subscriber`](crate::Subscriber) lost its connection and
     /// re-subscribed on a new one (or, in cluster mode, redis-rs did so for a
     /// node): messages published meanwhile were not received.
@@ -101,6 +106,7 @@ pub(crate) fn counts(connector: &Connector) -> Counts {
         closed_by_server: read(&counters.closed_by_server),
         discarded_dirty: read(&counters.discarded_dirty),
         discarded_unanswered: read(&counters.discarded_unanswered),
+        reconnects: read(&counters.reconnects),
         subscription_gaps: read(&counters.subscription_gaps),
     }
 }

@@ -32,7 +32,8 @@
 //! | `life` | a connection's life: idle, in use or closed; its deadline; the task that drives its socket and closes it at its deadline when idle, or at once when a reply will never be read |
 //! | `reauth` | re-authentication of a live connection: its re-auth point, the `AUTH` with the current token, what a refusal or throttle means |
 //! | `connection` | [`Connection`]: the command path of a pooled connection: reply deadlines with block times, closing on unanswered commands, session tracking, re-authentication riding with the next command (every node in cluster mode, and a timer for idle cluster connections) |
-//! | `counters` | the pool's event counts |
+//! | `counters` | the event counts of a pool, shared handle or dedicated connection, each also recorded as a metric |
+//! | `telemetry` | (feature `metrics`) metrics through the `metrics` facade: OpenTelemetry database-client names for connections and operations, `elasticache_iam.*` for the IAM lifecycle; without the feature, nothing |
 //! | `shared` | [`SharedConnection`]: multiplexed connections every task shares (`shared::link`: one connection, its requests and re-authentication; `shared::slot`: the task that re-authenticates it in the background and replaces it successor-first at its deadline, on loss or when it stops answering; `shared::refusal`: the commands that need a connection of their own); [`SharedConnectionBuilder`] (`shared::builder`) |
 //! | `subscriber` | [`Subscriber`]: a dedicated RESP3 subscriber, re-authenticated while subscribed, re-subscribed on a successor, its gaps counted and logged |
 //! | `blocking` | [`BlockingConnection`]: a dedicated connection for blocking consumers; long blocks sent in slices so that it re-authenticates between them |
@@ -215,6 +216,7 @@ mod signer;
 mod socket;
 mod subscriber;
 mod target;
+mod telemetry;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 mod tls;

@@ -11,7 +11,6 @@
 //! safety net. A refusal also has a new token signed, in the background.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use backon::ExponentialBackoff;
@@ -21,7 +20,7 @@ use tokio::time::Instant;
 use crate::backoff::exponential;
 use crate::clock::monotonic_now;
 use crate::config::IamAuth;
-use crate::counters::{Counters, bump};
+use crate::counters::{Counters, add, bump};
 use crate::error::display_chain;
 use crate::life::Life;
 use crate::lifecycle::Lifecycle;
@@ -139,7 +138,7 @@ impl Reauthenticator {
     /// `nodes` confirmed the `AUTH` (all the connection has): its clocks
     /// restart.
     pub(crate) fn succeeded(&self, nodes: u64, reauth: &mut Reauth, life: &Life) {
-        self.counters.reauths.fetch_add(nodes, Ordering::Relaxed);
+        add(&self.counters.reauths, nodes);
         life.authenticated();
         *reauth = Reauth::new(&self.lifecycle);
         tracing::debug!(endpoint = %self.endpoint, nodes, "connection re-authenticated");
@@ -148,7 +147,7 @@ impl Reauthenticator {
     /// `nodes` of a cluster connection confirmed the `AUTH` while another
     /// refused it: counted, though the connection's clocks do not restart.
     pub(crate) fn confirmed(&self, nodes: u64) {
-        self.counters.reauths.fetch_add(nodes, Ordering::Relaxed);
+        add(&self.counters.reauths, nodes);
     }
 
     /// The `AUTH` was refused, throttled or not answered: retried later,

@@ -40,6 +40,7 @@ pub(crate) use checked::Checked;
 use checked::CheckedTransport;
 use standalone::Refusal;
 
+use crate::clock::monotonic_now;
 use crate::config::{Auth, ConnectionConfig, IamAuth};
 use crate::connection::{ClusterSlot, Connection, Inner, Settings, cluster_upkeep};
 use crate::counters::{Counters, bump};
@@ -52,6 +53,7 @@ use crate::refresher::{TokenRefresher, TokenRefresherBuilder};
 use crate::replies;
 use crate::socket;
 use crate::target::TargetKind;
+use crate::telemetry::{self, Telemetry};
 use crate::tls::TlsConnector;
 
 /// How connections are opened and timed, beside the configuration.
@@ -63,6 +65,9 @@ pub(crate) struct ConnectorOptions {
     pub(crate) response_timeout: Option<Duration>,
     /// Attempts in flight at once.
     pub(crate) max_concurrent_connects: usize,
+    /// What holds the connections (`pool`, `shared`, `subscriber`,
+    /// `blocking`), named in metrics.
+    pub(crate) holder: &'static str,
     /// redis-rs's cluster client, or one standalone connection. With IAM,
     /// redis-rs authenticates each node connection it opens; re-authentication
     /// is the holder's (`AUTH` to every node on the lifecycle's schedule,
@@ -156,7 +161,11 @@ impl Connector {
             }
         };
         let endpoint = config.endpoint();
-        let counters = Arc::<Counters>::default();
+        let counters = Arc::new(Counters::new(Telemetry::connections(
+            options.holder,
+            config.host(),
+            config.port(),
+        )));
         let reauthenticator = match (config.auth(), &refresher) {
             (Auth::Iam(iam), Some(refresher)) => Some(Reauthenticator::new(
                 refresher.clone(),
@@ -281,6 +290,11 @@ impl Connector {
         &self.counters
     }
 
+    /// The labels of its metrics.
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.counters.telemetry
+    }
+
     pub(crate) fn attempts(&self) -> &Attempts {
         &self.attempts
     }
@@ -320,6 +334,7 @@ impl Connector {
         pushes: Option<Pushes>,
     ) -> Result<Opened, Error> {
         let permit = self.gate.enter().await;
+        let started = telemetry::ENABLED.then(monotonic_now);
         let attempt = tokio::time::timeout(self.connect_timeout, self.open(pushes));
         let result = match attempt.await {
             Ok(result) => result,
@@ -337,6 +352,13 @@ impl Connector {
             Ok(_) => {
                 self.gate.succeeded();
                 bump(&self.counters.connects);
+                if let Some(started) = started {
+                    self.counters.telemetry.time(
+                        telemetry::CREATE_TIME,
+                        &[],
+                        monotonic_now().saturating_duration_since(started),
+                    );
+                }
                 self.attempts.succeeded();
                 tracing::debug!(endpoint = %self.endpoint, "connection opened");
             }

@@ -200,6 +200,7 @@ impl PoolBuilder {
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
             max_concurrent_connects: self.max_concurrent_connects,
+            holder: "pool",
             cluster: self
                 .cluster
                 .unwrap_or_else(|| default_cluster(&self.config)),

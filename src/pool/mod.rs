@@ -9,11 +9,13 @@ use bb8::{PooledConnection, RunError};
 
 pub use builder::PoolBuilder;
 
+use crate::clock::monotonic_now;
 use crate::config::ConnectionConfig;
 use crate::error::{Error, ErrorKind, display_chain};
 use crate::health::{self, Counts, Health, PoolHealth};
 use crate::manager::Manager;
 use crate::refresher::TokenRefresher;
+use crate::telemetry;
 
 /// A pool of connections that are always authenticated and never meet the
 /// 12-hour cut. Cheap to clone; clones share the pool.
@@ -63,6 +65,20 @@ impl Pool {
     /// (unless none is left in use), and at the timeout is told the pool was
     /// busy (kind [`Io`](ErrorKind::Io)).
     pub async fn get(&self) -> Result<PooledConnection<'_, Manager>, Error> {
+        if !telemetry::ENABLED {
+            return self.checkout().await;
+        }
+        let started = monotonic_now();
+        let got = self.checkout().await;
+        self.manager.connector.telemetry().time(
+            telemetry::WAIT_TIME,
+            &[],
+            monotonic_now().saturating_duration_since(started),
+        );
+        got
+    }
+
+    async fn checkout(&self) -> Result<PooledConnection<'_, Manager>, Error> {
         let attempts = self.manager.connector.attempts();
         let max_size = self.inner.config().max_size;
         let mut failures = attempts.subscribe();
@@ -155,6 +171,7 @@ impl Pool {
     /// endpoint: it runs `PING` and `INFO server` on a pooled
     /// connection, waiting at most 5 s for one. Contains no secret.
     pub async fn health(&self) -> Health {
+        self.record_metrics();
         let state = self.inner.state();
         let pool = PoolHealth {
             connections: state.connections,
@@ -171,6 +188,23 @@ impl Pool {
             )),
         };
         health::report(&self.manager.connector, pool, token, server)
+    }
+
+    /// Sets the pool's gauges (with the `metrics` feature): connections
+    /// idle and in use, the maximum, and the token's age. Call it before
+    /// rendering metrics (a `/metrics` handler); [`health`](Self::health)
+    /// calls it too. Events (re-authentications, replacements, ...) and
+    /// timings are recorded as they happen.
+    pub fn record_metrics(&self) {
+        let state = self.inner.state();
+        self.manager.connector.telemetry().connections_now(
+            state.idle_connections,
+            state.connections.saturating_sub(state.idle_connections),
+            self.inner.config().max_size,
+        );
+        if let Some(refresher) = self.refresher() {
+            refresher.record_metrics();
+        }
     }
 
     /// The token refresher, with IAM authentication.

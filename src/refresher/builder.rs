@@ -16,6 +16,7 @@ use crate::lifecycle::Lifecycle;
 use crate::lifecycle::LifecycleSettings;
 use crate::signer::{TokenSigner, TokenSignerBuilder};
 use crate::target::Target;
+use crate::telemetry::Telemetry;
 
 /// Builds a [`TokenRefresher`].
 ///
@@ -242,6 +243,7 @@ impl CheckedRefresher {
             ),
         };
         TokenRefresher::start(Shared {
+            telemetry: Telemetry::token(self.signer.target().name()),
             signer: self.signer,
             provider,
             wall: self.wall,

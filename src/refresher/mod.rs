@@ -37,6 +37,7 @@ use crate::clock::monotonic_now;
 use crate::error::{Error, display_chain};
 use crate::lock::lock;
 use crate::signer::TokenSigner;
+use crate::telemetry::{self, Telemetry};
 use crate::token::{AuthToken, SAFETY_MARGIN, format_time};
 
 pub use builder::TokenRefresherBuilder;
@@ -142,6 +143,8 @@ impl Handle {
 /// What the handle and the background task share.
 pub(crate) struct Shared {
     signer: TokenSigner,
+    /// The labels of its metrics.
+    telemetry: Telemetry,
     provider: SharedCredentialsProvider,
     wall: SharedTimeSource,
     token_refresh_interval: Duration,
@@ -291,6 +294,22 @@ impl TokenRefresher {
         RefresherStatus::new(&self.shared().state())
     }
 
+    /// Sets the token's age gauge (with the `metrics` feature), now.
+    pub(crate) fn record_metrics(&self) {
+        let shared = self.shared();
+        let signed_at = shared.state().current.as_ref().map(AuthToken::signed_at);
+        if let Some(signed_at) = signed_at {
+            let age = shared
+                .wall
+                .now()
+                .duration_since(signed_at)
+                .unwrap_or_default();
+            shared
+                .telemetry
+                .set(telemetry::TOKEN_AGE, &[], age.as_secs_f64());
+        }
+    }
+
     /// The signer: target, user id and region.
     pub fn signer(&self) -> &TokenSigner {
         &self.shared().signer
@@ -425,6 +444,8 @@ impl Shared {
                 let recovered_after = state.consecutive_failures;
                 state.current = Some(token.clone());
                 state.rotations += 1;
+                self.telemetry.count(telemetry::TOKEN_ROTATIONS, &[], 1);
+                self.telemetry.set(telemetry::TOKEN_AGE, &[], 0.0);
                 state.consecutive_failures = 0;
                 state.failing_since = None;
                 drop(state);
@@ -444,6 +465,8 @@ impl Shared {
             }
             Err(err) => {
                 state.consecutive_failures += 1;
+                self.telemetry
+                    .count(telemetry::TOKEN_REFRESH_FAILURES, &[], 1);
                 state.failing_since.get_or_insert(now);
                 state.last_error = Some(err.clone());
                 let failures = state.consecutive_failures;

@@ -163,7 +163,7 @@ impl SharedConnectionBuilder {
     pub async fn build(self) -> Result<SharedConnection, Error> {
         let connections = self.connections;
         let response_timeout = self.response_timeout;
-        let connector = self.connector().await?;
+        let connector = self.connector("shared").await?;
         let mut slots = Vec::with_capacity(connections);
         for _ in 0..connections {
             let link = Link::new(connector.open_connection().await?);
@@ -192,14 +192,15 @@ impl SharedConnectionBuilder {
     /// it must be replaced.
     pub async fn build_subscriber(self) -> Result<Subscriber, Error> {
         let response_timeout = self.response_timeout;
-        let connector = self.connector().await?;
+        let connector = self.connector("subscriber").await?;
         let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
         let opened = connector.open_connection_with(Some(pushes.clone())).await?;
         if !opened.resp3 {
             return Err(Error::new(
                 ErrorKind::Io,
                 format!(
-                    "{} does not speak RESP3 (HELLO 3): a subscriber needs it to                      re-authenticate while subscribed",
+                    "{} does not speak RESP3 (HELLO 3): a subscriber needs it to \
+                     re-authenticate while subscribed",
                     connector.endpoint()
                 ),
             ));
@@ -220,13 +221,14 @@ impl SharedConnectionBuilder {
     /// (`connections` does not apply), for blocking consumers: opened here.
     pub async fn build_blocking(self) -> Result<BlockingConnection, Error> {
         let response_timeout = self.response_timeout;
-        let connector = self.connector().await?;
+        let connector = self.connector("blocking").await?;
         let link = Link::new(connector.open_connection().await?);
         Ok(BlockingConnection::new(connector, link, response_timeout))
     }
 
-    /// The settings checked, the refresher made: the connector.
-    async fn connector(self) -> Result<Arc<Connector>, Error> {
+    /// The settings checked, the refresher made: the connector, for a
+    /// `holder` (named in metrics).
+    async fn connector(self, holder: &'static str) -> Result<Arc<Connector>, Error> {
         let mut problems = Problems::default();
         if !(1..=Self::MAX_CONNECTIONS).contains(&self.connections) {
             problems.push(Error::config(
@@ -246,6 +248,7 @@ impl SharedConnectionBuilder {
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
             max_concurrent_connects: self.max_concurrent_connects,
+            holder,
             cluster: self
                 .cluster
                 .unwrap_or_else(|| default_cluster(&self.config)),

@@ -36,6 +36,7 @@ use crate::connector::Connector;
 use crate::counters::bump;
 use crate::health::{self, Counts, Health, PoolHealth};
 use crate::refresher::TokenRefresher;
+use crate::telemetry;
 use link::Link;
 use slot::Slot;
 
@@ -115,28 +116,57 @@ impl SharedConnection {
         health::counts(&self.inner.connector)
     }
 
+    /// Sets its gauges (with the `metrics` feature): its live connections
+    /// (as `idle`: a shared connection is never checked out), the
+    /// configured number, and the token's age. Call it before rendering
+    /// metrics (a `/metrics` handler); [`health`](Self::health) calls it too.
+    /// Events (re-authentications, replacements, ...) and timings are
+    /// recorded as they happen.
+    pub fn record_metrics(&self) {
+        let live = self.live();
+        self.inner
+            .connector
+            .telemetry()
+            .connections_now(live, 0, self.inner.slots.len() as u32);
+        if let Some(refresher) = self.refresher() {
+            refresher.record_metrics();
+        }
+    }
+
+    /// Its live connections.
+    fn live(&self) -> u32 {
+        self.inner
+            .slots
+            .iter()
+            .filter(|slot| !slot.link().life.is_closed())
+            .count() as u32
+    }
+
     /// Its, the token's and the server's state, for a `/health` endpoint: it
-    /// runs `PING` and `INFO server` through the shared connection. In
+    /// runs `PING` and `INFO server` through the shared connection, or, when
+    /// no connection is live (lost, its successor not open yet), reports that
+    /// at once, so that a load balancer's check gets its answer in time. In
     /// [`Health::pool`], `connections` counts the live connections, `idle`
     /// is the same number (a shared connection is never checked out), and
     /// `max_size` is the configured number. Contains no secret.
     pub async fn health(&self) -> Health {
-        let live = self
-            .inner
-            .slots
-            .iter()
-            .filter(|slot| !slot.link().life.is_closed())
-            .count() as u32;
+        self.record_metrics();
+        let live = self.live();
         let connections = PoolHealth {
             connections: live,
             idle: live,
             max_size: self.inner.slots.len() as u32,
         };
         let token = self.refresher().map(TokenRefresher::status);
-        let server = match tokio::time::timeout(health::WAIT, health::ping(&mut self.clone())).await
-        {
-            Ok(result) => result,
-            Err(_) => Err(format!("no reply within {:?}", health::WAIT)),
+        // Without a live connection there is nothing to wait for: a health
+        // check answers at once (the last connection error says why).
+        let server = if live == 0 {
+            Err("no live connection: it was lost, and a new one is not open yet".to_owned())
+        } else {
+            match tokio::time::timeout(health::WAIT, health::ping(&mut self.clone())).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("no reply within {:?}", health::WAIT)),
+            }
         };
         health::report(&self.inner.connector, connections, token, server)
     }
@@ -223,7 +253,15 @@ impl Shared {
 
 impl ConnectionLike for SharedConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(self.inner.command(cmd))
+        if !telemetry::ENABLED {
+            return Box::pin(self.inner.command(cmd));
+        }
+        Box::pin(
+            self.inner
+                .connector
+                .telemetry()
+                .operation_of(telemetry::operation_name(cmd), self.inner.command(cmd)),
+        )
     }
 
     fn req_packed_commands<'a>(
@@ -232,7 +270,13 @@ impl ConnectionLike for SharedConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(self.inner.pipeline(pipeline, offset, count))
+        if !telemetry::ENABLED {
+            return Box::pin(self.inner.pipeline(pipeline, offset, count));
+        }
+        Box::pin(self.inner.connector.telemetry().operation_of(
+            telemetry::pipeline_name(pipeline),
+            self.inner.pipeline(pipeline, offset, count),
+        ))
     }
 
     fn get_db(&self) -> i64 {

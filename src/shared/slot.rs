@@ -227,8 +227,13 @@ async fn replace(connector: &Connector, slot: &Slot, why: Why) -> bool {
             slot.replace(successor)
         }
     };
+    let counters = connector.counters();
+    bump(match why {
+        Why::Deadline if !old.life.is_closed() => &counters.recycles,
+        // Lost, at its deadline or before, or no longer answering.
+        _ => &counters.reconnects,
+    });
     match why {
-        Why::Deadline if !old.life.is_closed() => bump(&connector.counters().recycles),
         Why::Unresponsive if slot.subscriptions.is_some() => {
             bump(&connector.counters().subscription_gaps);
             tracing::warn!(endpoint = %connector.endpoint(), "subscriber's connection stopped answering; re-subscribed on a new one, and messages published meanwhile may not have been received");
