@@ -187,8 +187,8 @@ pub(crate) async fn upkeep(
     }
 }
 
-/// After re-subscribing on a new connection failed, the next attempt waits
-/// this long.
+/// After re-subscribing on a new connection failed, or a new cluster
+/// connection did not answer on every node, the next attempt waits this long.
 const RESUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
 
 /// After a link was replaced for not answering, its successor is not
@@ -205,6 +205,16 @@ async fn replace(connector: &Connector, slot: &Slot, why: Why) -> bool {
         return false;
     };
     let successor = Link::new(opened);
+    // A cluster connection can come back with some node connections missing
+    // (their AUTH throttled while it connected): it takes over only once
+    // every node answers, or requests would wait on its reconnects.
+    if successor.is_cluster() && !successor.answers(connector.connect_timeout()).await {
+        successor.close();
+        tracing::warn!(endpoint = %connector.endpoint(), "a new cluster connection did not answer PING on every node; trying again");
+        // It opened, which reset the gate's backoff: a pause of its own.
+        tokio::time::sleep(RESUBSCRIBE_RETRY).await;
+        return false;
+    }
     // Dropped here; closed when its last request is answered.
     let old = match &slot.subscriptions {
         None => slot.replace(successor),
