@@ -6,6 +6,7 @@
 //! the last token while the refresher retries. Longer: connections already
 //! open keep working, a new connection fails with a credentials error naming
 //! the source, and everything recovers by itself once the endpoint answers.
+//! Credentials that live long are fetched once, not per rotation.
 
 mod support;
 
@@ -225,4 +226,38 @@ async fn outage_longer_than_a_token_life_spares_open_connections() {
     let stats = stack.stats();
     assert_eq!(stats.forced_disconnects, 0, "{stats:?}");
     assert_eq!(stats.failed_total(), 0, "{stats:?}");
+}
+
+/// With credentials that live an hour, the ECS endpoint is asked about once,
+/// however often tokens rotate: here every 2 s for 60 s under load, with
+/// every token accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hour_of_credentials_is_fetched_once_for_a_minute_of_rotations() {
+    let stack = stack("reuse", Duration::from_secs(3600), SCALED_MAX_AUTH_AGE).await;
+    let pool = ecs_chain(&stack, scaled(iam_config(&stack)))
+        .await
+        .max_size(4)
+        .build()
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let report = load(&pool, 4, Duration::from_secs(60), steady, stop).await;
+    let stats = stack.stats();
+    let status = pool.refresher().unwrap().status();
+    let counts = pool.counts();
+    println!(
+        "{} round trips; {} rotations; credentials issued {}, accepted {}; {counts:?}; auth failures {:?}",
+        report.ok,
+        status.rotations,
+        stats.credentials_issued,
+        stats.credentials_accepted,
+        stats.auth_failed
+    );
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(status.rotations >= 29, "{status:?}");
+    assert!(stats.credentials_issued <= 2, "{stats:?}");
+    // Every token accepted: connections authenticated and re-authenticated,
+    // nothing refused.
+    assert!(stats.auth_failed.is_empty(), "{stats:?}");
+    assert!(counts.reauths >= 10, "{counts:?}");
 }

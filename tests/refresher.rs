@@ -676,3 +676,74 @@ fn a_refresher_outlives_a_runtime_that_is_no_longer_driven() {
     assert!(token.usable_until() > clock.now() + SAFETY_MARGIN);
     drop(first);
 }
+
+/// A refresher whose credentials come from an `SdkConfig` (as the default
+/// chain's do): reused until near their expiry.
+async fn start_sdk_refresher(
+    provider: &ScriptedCredentials,
+    clock: &TokioWallClock,
+) -> TokenRefresher {
+    let sdk = aws_config::SdkConfig::builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(provider.clone()),
+        )
+        .region(aws_config::Region::new("us-east-1"))
+        .build();
+    TokenRefresher::builder()
+        .serverless_cache("my-cache")
+        .user_id("app-user")
+        .sdk_config(&sdk)
+        .time_source(clock.clone())
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_chains_credentials_are_fetched_once_per_lifetime() {
+    let clock = TokioWallClock::new(start());
+    // Six-hour credentials (an ECS task role's), new ones on every call.
+    let credentials = ScriptedCredentials::temporary(clock.clone(), 6 * HOUR);
+    let refresher = start_sdk_refresher(&credentials, &clock).await;
+    let day = 24 * HOUR;
+    let reads = reader(&refresher, &clock, 7 * MINUTE, start() + day);
+    sleep(day + Duration::from_secs(1)).await;
+
+    let reads = reads.await.unwrap();
+    assert!(reads.iter().all(|(_, ok)| *ok));
+    // Still a token every 10 minutes...
+    assert_eq!(refresher.status().rotations, 145);
+    // ...from credentials fetched once per lifetime: again when 20 minutes
+    // or less of them remain (at 5 h 40 min, on the 10-minute grid), so 5
+    // fetches in 24 hours instead of 145.
+    let calls = successes(&credentials.calls());
+    println!("credential fetches in 24 h: {calls:?}");
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    for pair in calls.windows(2) {
+        let kept = pair[1].duration_since(pair[0]).unwrap();
+        assert!(
+            (5 * HOUR + 40 * MINUTE..=5 * HOUR + 50 * MINUTE).contains(&kept),
+            "kept for {kept:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_injected_provider_is_asked_every_rotation_and_refresh_now_asks_again() {
+    let clock = TokioWallClock::new(start());
+    let injected = ScriptedCredentials::temporary(clock.clone(), 6 * HOUR);
+    let refresher = start_refresher(&injected, &clock).await;
+    sleep(HOUR + Duration::from_secs(1)).await;
+    // As given: one call per signing (start, then every 10 minutes).
+    assert_eq!(successes(&injected.calls()).len(), 7);
+    drop(refresher);
+
+    let clock = TokioWallClock::new(start());
+    let chain = ScriptedCredentials::temporary(clock.clone(), 6 * HOUR);
+    let refresher = start_sdk_refresher(&chain, &clock).await;
+    sleep(HOUR + Duration::from_secs(1)).await;
+    assert_eq!(successes(&chain.calls()).len(), 1);
+    // After a refused authentication the source is asked again.
+    refresher.refresh_now().await.unwrap();
+    assert_eq!(successes(&chain.calls()).len(), 2);
+}

@@ -25,7 +25,7 @@ use crate::telemetry::Telemetry;
 ///
 /// | setting | default |
 /// |---|---|
-/// | credentials | the aws-config default chain, loaded once for the region |
+/// | credentials | the aws-config default chain, loaded once for the region; its credentials reused until 20 minutes before they expire |
 /// | wall clock | the system clock |
 /// | [`token_refresh_interval`](Self::token_refresh_interval) | 10 minutes |
 /// | [`reauth_after`](Self::reauth_after) | 10 hours |
@@ -91,9 +91,14 @@ impl TokenRefresherBuilder {
     /// (environment, profile files, web identity / IRSA, ECS and EKS container
     /// endpoints, EC2 instance metadata), built once.
     ///
-    /// The refresher asks the provider once per signing cycle, so a provider
-    /// that refreshes its own temporary credentials (all of aws-config's do)
-    /// is all that is needed; the token's usable life follows their expiry.
+    /// An injected provider is asked once per signing cycle, as given, so a
+    /// provider that refreshes its own temporary credentials is all that is
+    /// needed; the token's usable life follows their expiry. The default
+    /// chain's credentials (and an [`sdk_config`](Self::sdk_config)'s) are
+    /// instead reused while at least 20 minutes of their life remain
+    /// (credentials without an expiry: for 15 minutes), so the credential
+    /// source is asked about once per credential lifetime, not per rotation;
+    /// after a refused authentication it is asked again.
     pub fn credentials_provider(mut self, provider: impl ProvideCredentials + 'static) -> Self {
         self.set_credentials_provider(Some(SharedCredentialsProvider::new(provider)));
         self
@@ -191,6 +196,9 @@ impl TokenRefresherBuilder {
                  background task)",
             ));
         }
+        // An injected provider is asked every time, as given; the default
+        // chain's (or an SdkConfig's) credentials are reused (see `reuse`).
+        let reuse = self.provider.is_none();
         let provider = match (self.provider, &self.sdk_config) {
             (Some(provider), _) => Some(provider),
             (None, Some(config)) => {
@@ -214,6 +222,7 @@ impl TokenRefresherBuilder {
         Some(CheckedRefresher {
             signer: signer?,
             provider,
+            reuse,
             wall,
             lifecycle,
         })
@@ -225,6 +234,9 @@ pub(crate) struct CheckedRefresher {
     signer: TokenSigner,
     /// `None`: the default chain, loaded at start.
     provider: Option<SharedCredentialsProvider>,
+    /// Whether its credentials are reused until near their expiry (not for
+    /// an injected provider).
+    reuse: bool,
     wall: SharedTimeSource,
     lifecycle: Lifecycle,
 }
@@ -246,6 +258,7 @@ impl CheckedRefresher {
             telemetry: Telemetry::token(self.signer.target().name()),
             signer: self.signer,
             provider,
+            reuse: self.reuse.then(Mutex::default),
             wall: self.wall,
             token_refresh_interval: self.lifecycle.token_refresh_interval,
             reauth_after: self.lifecycle.reauth_after,

@@ -14,8 +14,12 @@
 //! while the task is retrying, so an outage does not turn every read into a
 //! call to the credentials provider. The error names where the last
 //! credentials came from (`source.rs`), so the message says what to check.
+//! The default chain's credentials are reused until near their expiry
+//! (`reuse.rs`), so the credential source is asked about once per credential
+//! lifetime, not once per rotation.
 
 mod builder;
+mod reuse;
 mod source;
 mod status;
 mod task;
@@ -39,6 +43,8 @@ use crate::lock::lock;
 use crate::signer::TokenSigner;
 use crate::telemetry::{self, Telemetry};
 use crate::token::{AuthToken, SAFETY_MARGIN, format_time};
+use aws_credential_types::Credentials;
+use reuse::Kept;
 
 pub use builder::TokenRefresherBuilder;
 pub use status::RefresherStatus;
@@ -146,6 +152,9 @@ pub(crate) struct Shared {
     /// The labels of its metrics.
     telemetry: Telemetry,
     provider: SharedCredentialsProvider,
+    /// The default chain's credentials, reused until near their expiry;
+    /// `None` for an injected provider, asked every time.
+    reuse: Option<Mutex<Kept>>,
     wall: SharedTimeSource,
     token_refresh_interval: Duration,
     reauth_after: Duration,
@@ -370,6 +379,13 @@ impl Shared {
             trigger = trigger.as_str(),
         );
         async {
+            if matches!(trigger, Trigger::RefreshNow)
+                && let Some(reuse) = &self.reuse
+            {
+                // A connection's authentication was refused (or the caller
+                // asked): the source is asked again.
+                lock(reuse).forget();
+            }
             let outcome = self.fetch_and_sign().await;
             self.record(&outcome);
             self.cycle_done.notify_one();
@@ -380,6 +396,26 @@ impl Shared {
     }
 
     async fn fetch_and_sign(&self) -> Result<AuthToken, Error> {
+        let kept = self
+            .reuse
+            .as_ref()
+            .and_then(|reuse| lock(reuse).usable(self.wall.now()));
+        let credentials = match kept {
+            Some(credentials) => credentials,
+            None => {
+                let credentials = self.fetch().await?;
+                if let Some(reuse) = &self.reuse {
+                    lock(reuse).keep(&credentials, self.wall.now());
+                }
+                credentials
+            }
+        };
+        self.state().credential_source = source::describe(&credentials);
+        self.sign(&credentials)
+    }
+
+    /// Credentials from the provider, within [`PROVIDER_TIMEOUT`].
+    async fn fetch(&self) -> Result<Credentials, Error> {
         // A provider that panics fails this cycle like one that errs, instead
         // of ending the task (or the caller) that runs it.
         let call =
@@ -410,9 +446,13 @@ impl Shared {
                 )));
             }
         };
-        self.state().credential_source = source::describe(&credentials);
+        Ok(credentials)
+    }
+
+    /// A token signed with `credentials` now, if it has a usable life.
+    fn sign(&self, credentials: &Credentials) -> Result<AuthToken, Error> {
         let now = self.wall.now();
-        let token = self.signer.sign(&credentials, now)?;
+        let token = self.signer.sign(credentials, now)?;
         if token.usable_until() <= now + SAFETY_MARGIN {
             return Err(Error::credentials(format!(
                 "the credentials expire at {}, too soon to sign a usable token (a token is \
