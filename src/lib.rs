@@ -205,6 +205,7 @@ mod lifecycle;
 mod lock;
 mod manager;
 mod pool;
+mod presign;
 mod reauth;
 mod redis_auth;
 mod refresher;

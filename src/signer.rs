@@ -3,33 +3,45 @@
 //! A token is `GET http://{name}/?Action=connect&User={user_id}` (plus
 //! `&ResourceType=ServerlessCache` for a serverless cache), presigned with SigV4
 //! in the query string for the `elasticache` or `memorydb` service with
-//! `X-Amz-Expires=900`, with the `http://` prefix removed. The SigV4 work is
-//! done by `aws-sigv4`; this module decides what goes into the request and reads
-//! no clock: the caller passes the signing time.
+//! `X-Amz-Expires=900`, with the `http://` prefix removed. This module decides
+//! what goes into the request and reads no clock: the caller passes the
+//! signing time. The SigV4 work is done by `presign` (a template of the one
+//! canonical request a token is, with `aws-sigv4` deriving the key and
+//! computing the signature), which gives the same bytes as `aws-sigv4`'s
+//! general presigning, kept here as the reference the tests compare with.
 
 use std::fmt;
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
+#[cfg(test)]
 use aws_sigv4::http_request::{
     SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
+#[cfg(test)]
 use aws_sigv4::sign::v4;
+#[cfg(test)]
 use aws_smithy_runtime_api::client::identity::Identity;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::error::{Error, ErrorKind, Problems};
+use std::sync::Arc;
+
+#[cfg(test)]
+use crate::error::ErrorKind;
+use crate::error::{Error, Problems};
+use crate::presign::Presigner;
 use crate::region::checked_region;
 use crate::target::{Target, TargetChoice, TargetKind, UserId};
 use crate::token::{AuthToken, TOKEN_VALIDITY, format_time};
 
 /// SigV4 query encoding: everything but `A-Z a-z 0-9 - _ . ~` is percent-encoded.
-const SIGV4_QUERY: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const SIGV4_QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
 
+#[cfg(test)]
 const SCHEME: &str = "http://";
 
 /// Makes IAM auth tokens for one target, user and region.
@@ -60,8 +72,12 @@ pub struct TokenSigner {
     target: Target,
     user_id: UserId,
     region: String,
-    /// The request to presign, with its scheme: `http://{name}/?Action=...`.
+    /// The request to presign, with its scheme: `http://{name}/?Action=...`
+    /// (for the reference path the fast one is compared with).
+    #[cfg(test)]
     unsigned_url: String,
+    /// The fast path; its signing-key cache is shared by the clones.
+    presigner: Arc<Presigner>,
 }
 
 impl TokenSigner {
@@ -90,7 +106,7 @@ impl TokenSigner {
     ///
     /// The token's [`usable_until`](AuthToken::usable_until) is the earlier of
     /// `signing_time + 15 min` and the credentials' expiry. Credentials already
-    /// expired at `signing_time` are refused ([`ErrorKind::Credentials`]). An
+    /// expired at `signing_time` are refused ([`ErrorKind::Credentials`](crate::ErrorKind::Credentials)). An
     /// empty session token is treated as absent, as the AWS SDKs' environment
     /// providers do.
     pub fn sign(
@@ -108,6 +124,29 @@ impl TokenSigner {
                 format_time(signing_time),
             )));
         }
+        let session_token = credentials.session_token().filter(|t| !t.is_empty());
+        let mut token = self.presigner.presign(
+            credentials.access_key_id(),
+            credentials.secret_access_key(),
+            session_token,
+            signing_time,
+        );
+        // Moved out, not copied: no unzeroized copy is left behind.
+        Ok(self.token(
+            std::mem::take(&mut *token),
+            signing_time,
+            credentials.expiry(),
+        ))
+    }
+
+    /// The token as `aws-sigv4`'s general query presigning makes it: the
+    /// reference the fast path is compared with.
+    #[cfg(test)]
+    pub(crate) fn sign_with_aws_sigv4(
+        &self,
+        credentials: &Credentials,
+        signing_time: SystemTime,
+    ) -> Result<AuthToken, Error> {
         let identity: Identity = match credentials.session_token() {
             Some("") => Credentials::new(
                 credentials.access_key_id(),
@@ -175,7 +214,17 @@ impl TokenSigner {
             token.extend(utf8_percent_encode(value, SIGV4_QUERY));
         }
 
-        let token = AuthToken::new(token, signing_time, credentials.expiry());
+        Ok(self.token(token, signing_time, credentials.expiry()))
+    }
+
+    /// The token from its text, logged (without its text).
+    fn token(
+        &self,
+        text: String,
+        signing_time: SystemTime,
+        expiry: Option<SystemTime>,
+    ) -> AuthToken {
+        let token = AuthToken::new(text, signing_time, expiry);
         tracing::debug!(
             target_name = %self.target,
             user_id = %self.user_id,
@@ -184,7 +233,7 @@ impl TokenSigner {
             usable_until = %format_time(token.usable_until()),
             "signed IAM auth token"
         );
-        Ok(token)
+        token
     }
 }
 
@@ -288,18 +337,29 @@ impl TokenSignerBuilder {
         );
         let (target, user_id, region) = (target?, user_id?, region?);
         let user_id = user_id.normalized_for(target.kind());
-        let mut unsigned_url = format!(
-            "{SCHEME}{}/?Action=connect&User={}",
-            target.name(),
-            utf8_percent_encode(user_id.as_str(), SIGV4_QUERY)
-        );
+        let user = utf8_percent_encode(user_id.as_str(), SIGV4_QUERY).to_string();
+        let mut fixed = vec![("Action", "connect"), ("User", user.as_str())];
         if target.kind().is_serverless() {
-            unsigned_url.push_str("&ResourceType=ServerlessCache");
+            fixed.push(("ResourceType", "ServerlessCache"));
         }
+        #[cfg(test)]
+        let unsigned_url = {
+            let query: Vec<String> = fixed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{SCHEME}{}/?{}", target.name(), query.join("&"))
+        };
+        let presigner = Arc::new(Presigner::new(
+            target.name(),
+            &fixed,
+            &region,
+            target.service(),
+            TOKEN_VALIDITY.as_secs(),
+        ));
         Some(TokenSigner {
+            presigner,
             target,
             user_id,
             region,
+            #[cfg(test)]
             unsigned_url,
         })
     }
