@@ -2,14 +2,15 @@
 //! one local stack (TLS front with IAM verification, real Valkey behind it):
 //!
 //! - (a) this crate's IAM pool, (b) a plain bb8-redis pool with password
-//!   authentication through the same front, (s) this crate's IAM shared
-//!   handle, (c) one redis-rs multiplexed connection through the front (the
-//!   pipelining ceiling), (d) the upstream Valkey directly, without TLS
-//!   (reference);
+//!   authentication through the same front, (b′) a second pool exactly like
+//!   (b), the noise control, (s) this crate's IAM shared handle, (c) one
+//!   redis-rs multiplexed connection through the front (the pipelining
+//!   ceiling), (d) the upstream Valkey directly, without TLS (reference);
 //! - GET and SET of 64 B and 1 KiB values from 1, 16 and 64 workers, the
-//!   clients taking turns (a b b′ c d, then d c b′ b a, ...) so that drift in the
-//!   machine's speed falls on all of them; ops/s is the median over rounds,
-//!   latency quantiles come from every operation of every round;
+//!   clients taking turns (a b b′ s c d, then d c s b′ b a, ...) so that drift
+//!   in the machine's speed falls on all of them; every ratio is paired by
+//!   round and reported as the median over rounds with a 95 % bootstrap
+//!   interval (`stats`);
 //! - latency over time while the IAM pool rotates its token every 2 s,
 //!   re-authenticates connections after 4 s and replaces them by 6 s;
 //! - time to open one IAM connection against one password connection; time
@@ -17,22 +18,30 @@
 //!
 //! ```text
 //! cargo run --release --example bench                         # tables on stderr, JSON last on stdout
-//! cargo run --release --example bench -- --quick              # (a), (b), (s), (c) only, shorter: under 120 s
+//! cargo run --release --example bench -- --quick              # 6 workloads, (a) (b) (b′) (s) (c), 10 rounds: under 120 s
 //! cargo run --release --example bench -- --report docs        # also writes docs/benchmarks.md and the chart
+//! cargo run --release --example bench -- --quick --workload get-64b-x16,set-1kib-x64 --clients s,c
+//! cargo run --release --example bench -- --workload list      # the workload ids
 //! ```
 //!
 //! The last line on stdout is a JSON object: `throughput_ratio_iam_vs_plain`
-//! (the minimum of (a)/(b) ops/s over the workloads), `p99_ratio_iam_vs_plain`
-//! (the maximum of (a)/(b) p99), `shared_throughput_ratio_vs_multiplexed`
-//! (the minimum of (s)/(c) ops/s over the x16 and x64 workloads),
-//! `shared_p99_ratio_vs_multiplexed` (the maximum of (s)/(c) p99 over the
-//! same), `shared_throughput_ratio_vs_pool` (the minimum of (s)/(a) ops/s over
-//! the same), `event_window_p999_ratio`, `errors`, and more. It needs `valkey-server` (`scripts/install-servers.sh valkey`).
+//! (the lowest per-workload median of (a)/(b) ops/s), `p99_ratio_iam_vs_plain`
+//! (the highest per-workload median of (a)/(b) p99), `throughput_ratio_median`
+//! and `throughput_ratio_ci` ((a)/(b) over every round of every workload,
+//! `[lo, hi]`), `noise_throughput_ratio_median` and `noise_throughput_ratio_ci`
+//! (the same for (b′)/(b)), `shared_throughput_ratio_vs_multiplexed` (the
+//! lowest (s)/(c) over the x16 and x64 workloads), `shared_p99_ratio_vs_multiplexed`
+//! (the highest), `shared_throughput_ratio_vs_pool` (the lowest (s)/(a)), each
+//! of those three also pooled over the x16 and x64 rounds as `..._median` and
+//! `..._ci`, `event_window_p999_ratio`, `errors`, and more. A ratio whose
+//! clients did not run is `null`. It needs `valkey-server`
+//! (`scripts/install-servers.sh valkey`).
 
 mod chart;
 mod clients;
 mod events;
 mod report;
+mod stats;
 mod workload;
 
 use std::path::PathBuf;
@@ -52,13 +61,21 @@ use workload::{Sample, Workload};
 #[derive(Parser)]
 #[command(about = "IAM pool against a plain pool, side by side, on the local stack")]
 struct Args {
-    /// (a), (b), (s) and (c) only, fewer and shorter rounds: finishes within
-    /// 120 s.
+    /// Six workloads, (a), (b), (b′), (s) and (c), ten short rounds each:
+    /// finishes within 120 s.
     #[arg(long)]
     quick: bool,
     /// Write benchmarks.md and benchmarks-latency.png into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Only these workloads (comma-separated or repeated), by id:
+    /// `get-64b-x16`, `set-1kib-x64`, ... (`--workload list` lists them).
+    #[arg(long = "workload", value_delimiter = ',')]
+    workloads: Vec<String>,
+    /// Only these clients (comma-separated): `a`, `b`, `b2` (the noise
+    /// control), `s`, `c`, `d`.
+    #[arg(long, value_delimiter = ',')]
+    clients: Vec<String>,
 }
 
 /// The monotonic clock. Benchmarks measure real time, so they read it.
@@ -82,30 +99,71 @@ struct Plan {
     span: Duration,
     event_span: Duration,
     setups: usize,
-    with_reference: bool,
+    /// The workloads, in order.
+    workloads: Vec<Workload>,
+    /// The clients' keys.
+    clients: Vec<String>,
 }
 
 impl Plan {
-    fn new(quick: bool) -> Plan {
-        if quick {
-            Plan {
-                rounds: 4,
-                warmup: Duration::from_millis(50),
-                span: Duration::from_millis(300),
-                event_span: Duration::from_secs(16),
-                setups: 10,
-                with_reference: false,
+    fn new(args: &Args) -> Result<Plan, String> {
+        let (rounds, warmup, span, event_span, setups) = if args.quick {
+            (10, 30, 150, 16, 10)
+        } else {
+            (12, 100, 500, 52, 40)
+        };
+        let workloads = if args.workloads.is_empty() {
+            if args.quick {
+                Workload::quick()
+            } else {
+                Workload::all()
             }
         } else {
-            Plan {
-                rounds: 6,
-                warmup: Duration::from_millis(200),
-                span: Duration::from_secs(1),
-                event_span: Duration::from_secs(52),
-                setups: 40,
-                with_reference: true,
-            }
+            let all = Workload::all();
+            args.workloads
+                .iter()
+                .map(|id| {
+                    all.iter()
+                        .find(|w| w.id() == id.trim().to_ascii_lowercase())
+                        .copied()
+                        .ok_or_else(|| {
+                            let ids: Vec<String> = all.iter().map(Workload::id).collect();
+                            format!("no workload {id:?}; the workloads: {}", ids.join(", "))
+                        })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let clients: Vec<String> = if args.clients.is_empty() {
+            let default: &[&str] = if args.quick {
+                &["a", "b", "b2", "s", "c"]
+            } else {
+                &["a", "b", "b2", "s", "c", "d"]
+            };
+            default.iter().map(|k| (*k).to_owned()).collect()
+        } else {
+            args.clients.iter().map(|k| k.trim().to_owned()).collect()
+        };
+        if let Some(unknown) = clients
+            .iter()
+            .find(|k| !["a", "b", "b2", "s", "c", "d"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "no client {unknown:?}; the clients: a, b, b2, s, c, d"
+            ));
         }
+        Ok(Plan {
+            rounds,
+            warmup: Duration::from_millis(warmup),
+            span: Duration::from_millis(span),
+            event_span: Duration::from_secs(event_span),
+            setups,
+            workloads,
+            clients,
+        })
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.clients.iter().any(|k| k == key)
     }
 }
 
@@ -116,6 +174,8 @@ pub(crate) struct Row {
     pub(crate) cells: Vec<(&'static str, &'static str, f64, Sample)>,
     /// Each client's ops/s in each round, by key.
     pub(crate) rounds: Vec<(&'static str, Vec<f64>)>,
+    /// Each client's p99 (µs) in each round, by key.
+    pub(crate) round_p99s: Vec<(&'static str, Vec<f64>)>,
 }
 
 impl Row {
@@ -123,23 +183,32 @@ impl Row {
         self.cells.iter().find(|c| c.0 == key)
     }
 
-    pub(crate) fn ratio(
-        &self,
-        f: impl Fn(&(&'static str, &'static str, f64, Sample)) -> f64,
-    ) -> f64 {
-        match (self.cell("a"), self.cell("b")) {
-            (Some(a), Some(b)) => f(a) / f(b),
-            _ => f64::NAN,
-        }
+    /// `x`'s value over `y`'s in each round, from `per_round`.
+    fn round_ratios(per_round: &[(&'static str, Vec<f64>)], x: &str, y: &str) -> Option<Vec<f64>> {
+        let values = |key: &str| per_round.iter().find(|r| r.0 == key).map(|r| &r.1);
+        let (x, y) = (values(x)?, values(y)?);
+        Some(x.iter().zip(y).map(|(x, y)| x / y).collect())
+    }
+
+    /// `x`'s ops/s over `y`'s, round by round.
+    pub(crate) fn throughput_ratios(&self, x: &str, y: &str) -> Option<Vec<f64>> {
+        Self::round_ratios(&self.rounds, x, y)
+    }
+
+    /// `x`'s p99 over `y`'s, round by round.
+    pub(crate) fn p99_ratios(&self, x: &str, y: &str) -> Option<Vec<f64>> {
+        Self::round_ratios(&self.round_p99s, x, y)
     }
 
     /// The median over rounds of `x`'s ops/s over `y`'s in the same round:
     /// measurements taken next to each other, so slow drift cancels.
     pub(crate) fn paired(&self, x: &str, y: &str) -> Option<f64> {
-        let rates = |key: &str| self.rounds.iter().find(|r| r.0 == key).map(|r| &r.1);
-        let (x, y) = (rates(x)?, rates(y)?);
-        let ratios: Vec<f64> = x.iter().zip(y).map(|(x, y)| x / y).collect();
-        Some(median_f(&ratios))
+        Some(stats::median(&self.throughput_ratios(x, y)?))
+    }
+
+    /// `paired`, with its 95 % interval.
+    pub(crate) fn paired_estimate(&self, x: &str, y: &str) -> Option<stats::Estimate> {
+        stats::estimate(&self.throughput_ratios(x, y)?)
     }
 
     /// (a)/(b) throughput, paired by round.
@@ -147,18 +216,16 @@ impl Row {
         self.paired("a", "b").unwrap_or(f64::NAN)
     }
 
-    /// (a)/(b) p99 latency, over every operation of every round.
+    /// (a)/(b) p99 latency: the median over rounds of the ratio of their
+    /// rounds' p99s.
     pub(crate) fn p99_ratio(&self) -> f64 {
-        self.ratio(|c| c.3.latency.value_at_quantile(0.99) as f64)
+        self.p99_of("a", "b").unwrap_or(f64::NAN)
     }
 
-    /// `x`/`y` p99 latency, over every operation of every round.
+    /// `x`/`y` p99 latency: the median over rounds of the ratio of their
+    /// rounds' p99s.
     pub(crate) fn p99_of(&self, x: &str, y: &str) -> Option<f64> {
-        let p99 = |key| {
-            self.cell(key)
-                .map(|c| c.3.latency.value_at_quantile(0.99) as f64)
-        };
-        Some(p99(x)? / p99(y)?)
+        Some(stats::median(&self.p99_ratios(x, y)?))
     }
 
     /// Whether the shared handle's targets concern this workload: the
@@ -181,6 +248,31 @@ pub(crate) struct Results {
 }
 
 impl Results {
+    /// `x`/`y` throughput over every round of every workload (of the x16
+    /// and x64 ones only, when `concurrent`): the median and its interval.
+    pub(crate) fn pooled(&self, x: &str, y: &str, concurrent: bool) -> Option<stats::Estimate> {
+        let ratios: Vec<f64> = self
+            .rows
+            .iter()
+            .filter(|r| !concurrent || r.concurrent())
+            .filter_map(|r| r.throughput_ratios(x, y))
+            .flatten()
+            .collect();
+        stats::estimate(&ratios)
+    }
+
+    /// `x`/`y` p99, as [`pooled`](Self::pooled) does throughput.
+    pub(crate) fn pooled_p99(&self, x: &str, y: &str, concurrent: bool) -> Option<stats::Estimate> {
+        let ratios: Vec<f64> = self
+            .rows
+            .iter()
+            .filter(|r| !concurrent || r.concurrent())
+            .filter_map(|r| r.p99_ratios(x, y))
+            .flatten()
+            .collect();
+        stats::estimate(&ratios)
+    }
+
     /// The lowest and highest of `f` over the workloads where it is known.
     pub(crate) fn spread(&self, f: impl Fn(&Row) -> Option<f64>) -> Option<(f64, f64)> {
         let values: Vec<f64> = self.rows.iter().filter_map(f).collect();
@@ -326,9 +418,7 @@ fn sign_times() -> Vec<f64> {
 }
 
 pub(crate) fn median_f(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    stats::median(values)
 }
 
 pub(crate) fn median_u(values: &[u64]) -> u64 {
@@ -339,9 +429,10 @@ pub(crate) fn median_u(values: &[u64]) -> u64 {
 
 async fn side_by_side(clients: &[Arc<Client>], plan: &Plan) -> Vec<Row> {
     let mut rows = Vec::new();
-    for workload in Workload::all() {
+    for &workload in &plan.workloads {
         let mut per_client: Vec<(Vec<f64>, Option<Sample>)> =
             clients.iter().map(|_| (Vec::new(), None)).collect();
+        let mut p99s: Vec<Vec<f64>> = clients.iter().map(|_| Vec::new()).collect();
         for round in 0..plan.rounds {
             let order: Vec<usize> = if round % 2 == 0 {
                 (0..clients.len()).collect()
@@ -350,6 +441,7 @@ async fn side_by_side(clients: &[Arc<Client>], plan: &Plan) -> Vec<Row> {
             };
             for i in order {
                 let sample = workload::run(&clients[i], workload, plan.warmup, plan.span).await;
+                p99s[i].push(sample.latency.value_at_quantile(0.99) as f64);
                 let (rates, merged) = &mut per_client[i];
                 rates.push(sample.ops_per_sec());
                 match merged {
@@ -368,6 +460,11 @@ async fn side_by_side(clients: &[Arc<Client>], plan: &Plan) -> Vec<Row> {
             .zip(&per_client)
             .map(|(client, (rates, _))| (client.key(), rates.clone()))
             .collect();
+        let round_p99s = clients
+            .iter()
+            .zip(p99s)
+            .map(|(client, p99s)| (client.key(), p99s))
+            .collect();
         let cells = clients
             .iter()
             .zip(per_client)
@@ -384,6 +481,7 @@ async fn side_by_side(clients: &[Arc<Client>], plan: &Plan) -> Vec<Row> {
             workload,
             cells,
             rounds,
+            round_p99s,
         };
         eprintln!("{}", report::row_line(&row));
         rows.push(row);
@@ -394,7 +492,16 @@ async fn side_by_side(clients: &[Arc<Client>], plan: &Plan) -> Vec<Row> {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let plan = Plan::new(args.quick);
+    if args.workloads.iter().any(|w| w == "list") {
+        for workload in Workload::all() {
+            println!("{}  ({})", workload.id(), workload.name());
+        }
+        return;
+    }
+    let plan = Plan::new(&args).unwrap_or_else(|err| {
+        eprintln!("error: {err}");
+        std::process::exit(2)
+    });
     let started = now();
     let stack = Stack::start(
         StackConfig::replication_group(GROUP).password_user(PASSWORD_USER.0, PASSWORD_USER.1),
@@ -432,25 +539,36 @@ async fn main() {
         PASSWORD_USER.1,
         stack.endpoint().port()
     );
-    let plain = clients::plain_pool(&plain_url, max).await;
-    let mut clients = vec![Arc::new(Client::Iam(iam)), Arc::new(Client::Plain(plain))];
-    if plan.with_reference {
+    // In the order they take turns: a b b′ s c d.
+    let mut clients = Vec::new();
+    if plan.has("a") {
+        clients.push(Arc::new(Client::Iam(iam)));
+    }
+    if plan.has("b") {
+        let plain = clients::plain_pool(&plain_url, max).await;
+        clients.push(Arc::new(Client::Plain(plain)));
+    }
+    if plan.has("b2") {
         let again = clients::plain_pool(&plain_url, max).await;
         clients.push(Arc::new(Client::PlainAgain(again)));
     }
-    let shared = SharedConnection::builder(iam_config(&stack).build().expect("IAM config"))
-        .credentials_provider(credentials())
-        .build()
-        .await
-        .expect("IAM shared handle");
-    clients.push(Arc::new(Client::Shared(shared)));
-    let raw = redis::Client::open(plain_url.as_str())
-        .expect("front URL")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("front connection");
-    clients.push(Arc::new(Client::Raw(raw)));
-    if plan.with_reference {
+    if plan.has("s") {
+        let shared = SharedConnection::builder(iam_config(&stack).build().expect("IAM config"))
+            .credentials_provider(credentials())
+            .build()
+            .await
+            .expect("IAM shared handle");
+        clients.push(Arc::new(Client::Shared(shared)));
+    }
+    if plan.has("c") {
+        let raw = redis::Client::open(plain_url.as_str())
+            .expect("front URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("front connection");
+        clients.push(Arc::new(Client::Raw(raw)));
+    }
+    if plan.has("d") {
         clients.push(Arc::new(Client::Upstream(upstream)));
     }
     // Open every pool's connections before measuring.
@@ -531,12 +649,31 @@ async fn main() {
     let (shared_throughput, _) = results.lowest_concurrent_ratio("s", "c");
     let (shared_vs_pool, _) = results.lowest_concurrent_ratio("s", "a");
     let (shared_p99, _) = results.highest_shared_p99_ratio();
+    let median = |e: Option<stats::Estimate>| e.map(|e| round3(e.median));
+    let interval = |e: Option<stats::Estimate>| e.map(|e| e.interval());
+    let pooled = results.pooled("a", "b", false);
+    let noise = results.pooled("b2", "b", false);
+    let shared_c = results.pooled("s", "c", true);
+    let shared_p99_c = results.pooled_p99("s", "c", true);
+    let shared_a = results.pooled("s", "a", true);
     let summary = json!({
         "throughput_ratio_iam_vs_plain": round3(throughput),
         "p99_ratio_iam_vs_plain": round3(p99),
         "shared_throughput_ratio_vs_multiplexed": round3(shared_throughput),
         "shared_p99_ratio_vs_multiplexed": round3(shared_p99),
         "shared_throughput_ratio_vs_pool": round3(shared_vs_pool),
+        "throughput_ratio_median": median(pooled),
+        "throughput_ratio_ci": interval(pooled),
+        "noise_throughput_ratio_median": median(noise),
+        "noise_throughput_ratio_ci": interval(noise),
+        "shared_throughput_ratio_vs_multiplexed_median": median(shared_c),
+        "shared_throughput_ratio_vs_multiplexed_ci": interval(shared_c),
+        "shared_p99_ratio_vs_multiplexed_median": median(shared_p99_c),
+        "shared_p99_ratio_vs_multiplexed_ci": interval(shared_p99_c),
+        "shared_throughput_ratio_vs_pool_median": median(shared_a),
+        "shared_throughput_ratio_vs_pool_ci": interval(shared_a),
+        "rounds": plan.rounds,
+        "workloads": results.rows.len(),
         "event_window_p999_ratio": round3(results.events.ratio()),
         "errors": errors,
         "sign_ns_median": round3(median_f(&results.sign_ns)),
@@ -552,6 +689,4 @@ async fn main() {
     println!("{summary}");
 }
 
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
+use stats::round3;

@@ -37,6 +37,29 @@ impl Workload {
         format!("{op} {size} x{}", self.concurrency)
     }
 
+    /// Its id for `--workload`: `get-64b-x16`, `set-1kib-x64`, ...
+    pub(crate) fn id(&self) -> String {
+        let op = match self.op {
+            Op::Get => "get",
+            Op::Set => "set",
+        };
+        let size = if self.size >= 1024 {
+            format!("{}kib", self.size / 1024)
+        } else {
+            format!("{}b", self.size)
+        };
+        format!("{op}-{size}-x{}", self.concurrency)
+    }
+
+    /// Quick mode's: GET of 64 B and SET of 1 KiB, from 1, 16 and 64
+    /// workers (the smallest read and the largest write).
+    pub(crate) fn quick() -> Vec<Workload> {
+        Self::all()
+            .into_iter()
+            .filter(|w| (w.op == Op::Get && w.size == 64) || (w.op == Op::Set && w.size == 1024))
+            .collect()
+    }
+
     /// Every combination the benchmark runs.
     pub(crate) fn all() -> Vec<Workload> {
         let mut all = Vec::new();
