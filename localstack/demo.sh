@@ -33,6 +33,7 @@ scripts/install-servers.sh valkey >/dev/null
 cargo build --locked --quiet -p elasticache-localstack --bin elasticache-localstack
 cargo build --locked --quiet -p elasticache-iam-service --bins
 
+bin="${CARGO_TARGET_DIR:-target}/debug"
 work=$(mktemp -d)
 stack_pid=""
 service_pid=""
@@ -47,7 +48,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-target/debug/elasticache-localstack --serverless-cache demo-cache --user-id iam-user-01 \
+"$bin/elasticache-localstack" --serverless-cache demo-cache --user-id iam-user-01 \
   --region us-east-1 --max-auth-age 8s --credential-lifetime 15m \
   --env-file "$work/stack.env" 2>"$work/stack.log" &
 stack_pid=$!
@@ -78,7 +79,7 @@ export ELASTICACHE_TOKEN_REFRESH_INTERVAL=2s ELASTICACHE_REAUTH_AFTER=4s ELASTIC
 export LISTEN_ADDR=127.0.0.1:0
 
 echo "== examples/service (against the local stack, ECS task-role credentials)" >&2
-target/debug/elasticache-iam-service >"$work/service.out" 2>"$work/service.log" &
+"$bin/elasticache-iam-service" >"$work/service.out" 2>"$work/service.log" &
 service_pid=$!
 address=""
 for _ in $(seq 1 600); do
@@ -98,7 +99,7 @@ done
 
 echo "== service-load --duration $duration --concurrency $concurrency (http://$address)" >&2
 load_status=0
-target/debug/service-load --url "http://$address" --duration "$duration" \
+"$bin/service-load" --url "http://$address" --duration "$duration" \
   --concurrency "$concurrency" >"$work/load.json" || load_status=$?
 
 echo "== SIGTERM" >&2
