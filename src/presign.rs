@@ -32,6 +32,15 @@ use crate::signer::SIGV4_QUERY;
 /// The SHA-256 of an empty body, the payload hash of every token request.
 const EMPTY_PAYLOAD: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+/// The parameters before the credential, in the token (with its `&`) and,
+/// without the `&`, in the canonical query.
+const ALGORITHM_AND_CREDENTIAL: &str = "&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=";
+
+/// The session token's parameter, before its encoded value (the canonical
+/// query sorts it after `X-Amz-Expires`; `aws-sigv4` puts it last in the
+/// token).
+const SESSION_TOKEN: &str = "&X-Amz-Security-Token=";
+
 /// Presigns the token request of one signer (one host, region, service,
 /// user).
 pub(crate) struct Presigner {
@@ -90,7 +99,7 @@ impl Presigner {
         for (name, value) in sorted {
             let _ = write!(canonical_start, "{name}={value}&");
         }
-        canonical_start.push_str("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
+        canonical_start.push_str(&ALGORITHM_AND_CREDENTIAL[1..]);
         Self {
             token_start,
             canonical_start,
@@ -141,12 +150,10 @@ impl Presigner {
             }
         };
 
-        // The canonical request, hashed piece by piece: the template with
-        // this signing's values, never assembled in memory.
-        let mut canonical = Sha256::new();
-        for piece in [
-            self.canonical_start.as_str(),
-            &access_key_id,
+        // What this signing puts in both the canonical request and the
+        // token: the credential, the date and the expiry.
+        let credential_to_expires = [
+            &*access_key_id,
             "%2F",
             date,
             &self.scope_encoded,
@@ -154,11 +161,17 @@ impl Presigner {
             date_time,
             "&X-Amz-Expires=",
             expires,
-        ] {
+        ];
+
+        // The canonical request, hashed piece by piece: the template with
+        // this signing's values, never assembled in memory.
+        let mut canonical = Sha256::new();
+        canonical.update(self.canonical_start.as_bytes());
+        for piece in credential_to_expires {
             canonical.update(piece.as_bytes());
         }
         if let Some(encoded) = encoded_session {
-            canonical.update(b"&X-Amz-Security-Token=");
+            canonical.update(SESSION_TOKEN.as_bytes());
             canonical.update(encoded.as_bytes());
         }
         canonical.update(self.canonical_end.as_bytes());
@@ -204,29 +217,17 @@ impl Presigner {
 
         // Sized exactly, so the string never reallocates and leaves no
         // unzeroized copy of the token behind.
-        let pieces = [
-            self.token_start.as_str(),
-            "&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=",
-            &access_key_id,
-            "%2F",
-            date,
-            &self.scope_encoded,
-            "&X-Amz-Date=",
-            date_time,
-            "&X-Amz-Expires=",
-            expires,
-            "&X-Amz-SignedHeaders=host&X-Amz-Signature=",
-            &signature,
-        ];
-        let session_piece = "&X-Amz-Security-Token=";
-        let length = pieces.iter().map(|p| p.len()).sum::<usize>()
-            + encoded_session.map_or(0, |t| session_piece.len() + t.len());
+        let before = [self.token_start.as_str(), ALGORITHM_AND_CREDENTIAL];
+        let after = ["&X-Amz-SignedHeaders=host&X-Amz-Signature=", &signature];
+        let pieces = || before.iter().chain(&credential_to_expires).chain(&after);
+        let length = pieces().map(|p| p.len()).sum::<usize>()
+            + encoded_session.map_or(0, |t| SESSION_TOKEN.len() + t.len());
         let mut token = Zeroizing::new(String::with_capacity(length));
-        for piece in pieces {
+        for piece in pieces() {
             token.push_str(piece);
         }
         if let Some(encoded) = encoded_session {
-            token.push_str(session_piece);
+            token.push_str(SESSION_TOKEN);
             token.push_str(encoded);
         }
         token
