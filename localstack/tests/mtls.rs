@@ -19,7 +19,7 @@ use elasticache_localstack::{Stack, StackConfig};
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClientBuilder;
 use redis::{ClientTlsConfig, TlsCertificates};
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -100,17 +100,7 @@ async fn refused(addr: SocketAddr, certs: TlsCertificates) -> bool {
 /// error it gets once it sends a command (TLS 1.3 ends the client's side of
 /// the handshake before the server has looked at its certificate).
 async fn raw_error_without_cert(stack: &Stack, addr: SocketAddr) -> String {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(stack.ca_file()).unwrap())
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = support::tls_config(stack);
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
     let mut tls = match TlsConnector::from(Arc::new(config))

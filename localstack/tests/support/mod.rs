@@ -165,16 +165,7 @@ impl RawClient {
 
     /// To the front at `addr` (one node of a cluster).
     pub async fn connect_at(stack: &Stack, addr: std::net::SocketAddr) -> Self {
-        let mut roots = rustls::RootCertStore::empty();
-        let ca = CertificateDer::from_pem_file(stack.ca_file()).unwrap();
-        roots.add(ca).unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = tls_config(stack);
         let tcp = TcpStream::connect(addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         let stream = TlsConnector::from(Arc::new(config))
@@ -309,4 +300,19 @@ pub async fn auth_with(stack: &Stack, cache: &str, creds: &Credentials) -> Strin
     let token = signer.sign(creds, now()).unwrap();
     let mut c = RawClient::connect(stack).await;
     c.cmd(&["AUTH", "iam-user-01", token.expose_secret()]).await
+}
+
+/// A TLS client configuration trusting the stack's CA, presenting no client
+/// certificate.
+pub fn tls_config(stack: &Stack) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = CertificateDer::from_pem_file(stack.ca_file()).unwrap();
+    roots.add(ca).unwrap();
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth()
 }
