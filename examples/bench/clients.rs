@@ -22,8 +22,13 @@ pub(crate) enum Client {
     /// every worker.
     Shared(SharedConnection),
     /// (c) One redis-rs multiplexed connection through the front, shared by
-    /// every worker: the pipelining ceiling.
+    /// every worker: the pipelining ceiling. With `TCP_NODELAY`, like every
+    /// connection of this crate and redis-rs's own default from 2.0.
     Raw(MultiplexedConnection),
+    /// (c₀) (c) with redis-rs 1.x's default TCP settings, Nagle's algorithm
+    /// on: only on request (`--clients cn`), to show what that setting does
+    /// on loopback.
+    RawNagle(MultiplexedConnection),
     /// (d) One multiplexed connection to the upstream Valkey directly, without
     /// TLS or the front: for reference.
     Upstream(MultiplexedConnection),
@@ -37,6 +42,7 @@ impl Client {
             Client::PlainAgain(_) => "(b′) (b) again, noise control",
             Client::Shared(_) => "(s) IAM shared handle",
             Client::Raw(_) => "(c) one multiplexed connection",
+            Client::RawNagle(_) => "(c₀) (c) with Nagle's algorithm",
             Client::Upstream(_) => "(d) upstream, no TLS",
         }
     }
@@ -48,6 +54,7 @@ impl Client {
             Client::PlainAgain(_) => "b2",
             Client::Shared(_) => "s",
             Client::Raw(_) => "c",
+            Client::RawNagle(_) => "cn",
             Client::Upstream(_) => "d",
         }
     }
@@ -71,7 +78,7 @@ impl Client {
                 .query_async::<()>(&mut shared.clone())
                 .await
                 .map_err(|e| e.to_string()),
-            Client::Raw(conn) | Client::Upstream(conn) => cmd
+            Client::Raw(conn) | Client::RawNagle(conn) | Client::Upstream(conn) => cmd
                 .query_async::<()>(&mut conn.clone())
                 .await
                 .map_err(|e| e.to_string()),

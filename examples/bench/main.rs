@@ -5,7 +5,9 @@
 //!   authentication through the same front, (b′) a second pool exactly like
 //!   (b), the noise control, (s) this crate's IAM shared handle, (c) one
 //!   redis-rs multiplexed connection through the front (the pipelining
-//!   ceiling), (d) the upstream Valkey directly, without TLS (reference);
+//!   ceiling; `TCP_NODELAY` on, as ours), (d) the upstream Valkey directly,
+//!   without TLS (reference); on request, (c₀) (`cn`): (c) with Nagle's
+//!   algorithm, redis-rs 1.x's default;
 //! - GET and SET of 64 B and 1 KiB values from 1, 16 and 64 workers, the
 //!   clients taking turns (a b b′ s c d, then d c s b′ b a, ...) so that drift
 //!   in the machine's speed falls on all of them; every ratio is paired by
@@ -52,6 +54,8 @@ use aws_credential_types::Credentials;
 use clap::Parser;
 use elasticache_iam::{ConnectionConfig, Pool, SharedConnection, TokenSigner};
 use elasticache_localstack::{STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY, Stack, StackConfig};
+use redis::IntoConnectionInfo;
+use redis::io::tcp::TcpSettings;
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -73,7 +77,8 @@ struct Args {
     #[arg(long = "workload", value_delimiter = ',')]
     workloads: Vec<String>,
     /// Only these clients (comma-separated): `a`, `b`, `b2` (the noise
-    /// control), `s`, `c`, `d`.
+    /// control), `s`, `c`, `d`, and `cn` ((c) with Nagle's algorithm, not
+    /// run by default).
     #[arg(long, value_delimiter = ',')]
     clients: Vec<String>,
 }
@@ -145,10 +150,10 @@ impl Plan {
         };
         if let Some(unknown) = clients
             .iter()
-            .find(|k| !["a", "b", "b2", "s", "c", "d"].contains(&k.as_str()))
+            .find(|k| !["a", "b", "b2", "s", "c", "cn", "d"].contains(&k.as_str()))
         {
             return Err(format!(
-                "no client {unknown:?}; the clients: a, b, b2, s, c, d"
+                "no client {unknown:?}; the clients: a, b, b2, s, c, cn, d"
             ));
         }
         Ok(Plan {
@@ -369,6 +374,20 @@ async fn iam_pool(config: ConnectionConfig, max_size: u32) -> Pool {
         .expect("IAM pool")
 }
 
+/// One redis-rs multiplexed connection to `url`, with `TCP_NODELAY` or
+/// with Nagle's algorithm (redis-rs 1.x's default; 2.0 turns it off).
+async fn multiplexed(url: &str, nodelay: bool) -> redis::aio::MultiplexedConnection {
+    let info = url
+        .into_connection_info()
+        .expect("front URL")
+        .set_tcp_settings(TcpSettings::default().set_nodelay(nodelay));
+    redis::Client::open(info)
+        .expect("front URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("front connection")
+}
+
 async fn password_pool(stack: &Stack, max_size: u32) -> Pool {
     let config = ConnectionConfig::builder()
         .url(front(stack))
@@ -561,12 +580,12 @@ async fn main() {
         clients.push(Arc::new(Client::Shared(shared)));
     }
     if plan.has("c") {
-        let raw = redis::Client::open(plain_url.as_str())
-            .expect("front URL")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("front connection");
+        let raw = multiplexed(&plain_url, true).await;
         clients.push(Arc::new(Client::Raw(raw)));
+    }
+    if plan.has("cn") {
+        let raw = multiplexed(&plain_url, false).await;
+        clients.push(Arc::new(Client::RawNagle(raw)));
     }
     if plan.has("d") {
         clients.push(Arc::new(Client::Upstream(upstream)));

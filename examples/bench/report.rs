@@ -264,7 +264,12 @@ pub(crate) fn markdown(results: &Results, chart: &str) -> String {
          - (s) this crate's `SharedConnection` with IAM authentication: one multiplexed \
            connection, re-authenticated in the background, shared by all workers;\n\
          - (c) one redis-rs multiplexed connection through the front, shared by all workers \
-           (pipelining ceiling);\n\
+           (pipelining ceiling). It has `TCP_NODELAY` on, as every connection of this crate \
+           and, from 2.0, redis-rs's own. redis-rs 1.x leaves Nagle's algorithm on; over \
+           loopback, where ACKs come at once, that batches small writes and lowers the tail at \
+           16 workers, while over a network it holds writes back until the last one is \
+           acknowledged (redis-rs issue 2195 measured 39-68 % less throughput on one \
+           multiplexed connection over a LAN). `--clients s,c,cn` adds it as (c₀);\n\
          - (d) one multiplexed connection to Valkey directly, without TLS (reference).\n\n\
          Each worker checks out a connection (pools), sends one command, waits for its reply \
          and gives the connection back, in a loop; each operation is timed from before the \
