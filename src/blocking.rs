@@ -162,8 +162,10 @@ impl BlockingConnection {
             };
             let reply = send(&link, round.as_ref().unwrap_or(cmd), limit).await;
             if reply.is_err() || blocks == Block::No {
-                if matches!(&reply, Err(err) if crate::connection::failed_transport(err)) {
-                    link.close();
+                if matches!(&reply, Err(err) if crate::connection::failed_transport(err))
+                    && link.close()
+                {
+                    self.connector.lost();
                 }
                 return reply;
             }

@@ -25,7 +25,7 @@
 //! | `tls` | one rustls client configuration per pool (roots, client certificate, minimum version); handshakes with SNI and hostname verification |
 //! | `socket` | TCP settings of every connection: no delay, keepalive and `TCP_USER_TIMEOUT`, so a vanished node is noticed in about 30 s |
 //! | `replies` | what the server's error replies mean: refused (with the checklist), throttled, no `HELLO`, I/O |
-//! | `gate` | the connection-attempt pacer: a bounded number at once, backoff after failures |
+//! | `gate` | the connection-attempt pacer: a bounded number at once, backoff after failures, replacements after a loss spread over `reconnect_spread` |
 //! | `connector` | opening one authenticated connection, whatever holds it: its settings checked before anything starts (`connector::checked`), TCP, TLS, `HELLO 3 AUTH` / `AUTH` fallback (`connector::standalone`), cluster client set-up, the record of attempts (`connector::attempts`) |
 //! | `command` | what a command does to its connection: its block time (`BLPOP`, `XREAD BLOCK`, `WAIT`), the session state it sets or clears |
 //! | `session` | the session state a borrower can leave on a connection (`MULTI`, `WATCH`, `SELECT`, subscriptions, ...), recorded with the server's answers |
@@ -44,7 +44,7 @@
 //! | `backoff` | per-connection jitter, and the exponential backoff of every retry loop |
 //! | `clock` | the two clocks: wall time (an injected `TimeSource`) and tokio's scheduling time |
 //! | `lock` | locking a mutex a panic may have poisoned |
-//! | `test_util` | (feature `test-util`) a wall clock following tokio's paused clock, a scripted credentials provider |
+//! | `test_util` | (feature `test-util`) a wall clock following tokio's paused clock, a scripted credentials provider, an in-process fake server over memory |
 //!
 //! ```text
 //! credentials provider (aws-config default chain, or injected)

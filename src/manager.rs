@@ -85,7 +85,7 @@ impl bb8::ManageConnection for Manager {
         if conn.failed {
             // Failed under a command; its driver may not have noticed yet.
             if conn.life.close() {
-                bump(&counters.closed_by_server);
+                self.connector.lost();
             }
             return true;
         }

@@ -189,7 +189,9 @@ impl Subscriber {
         let lost = matches!(&result, Err(err) if crate::connection::failed_transport(err));
         if lost {
             // Its successor takes everything held, this change included.
-            link.close();
+            if link.close() {
+                self.connector.lost();
+            }
         }
         if result.is_ok() || lost {
             let held = wanted.of(kind);

@@ -417,12 +417,30 @@ async fn unusable_pool_settings_are_refused_at_build() {
             Pool::builder(config()).idle_timeout(Some(Duration::ZERO)),
             "idle_timeout",
         ),
+        (
+            Pool::builder(config()).reconnect_spread(Duration::from_secs(301)),
+            "reconnect_spread",
+        ),
     ];
     for (builder, parameter) in cases {
         let err = builder.build_lazy().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Configuration, "{err}");
         assert_eq!(err.parameter(), Some(parameter), "{err}");
     }
+}
+
+#[tokio::test]
+async fn a_shared_connection_refuses_a_reconnect_spread_over_5_minutes() {
+    use elasticache_iam::SharedConnection;
+    let config = ConnectionConfig::from_url("redis://127.0.0.1:1").unwrap();
+    let err = SharedConnection::builder(config)
+        .reconnect_spread(Duration::from_secs(301))
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Configuration, "{err}");
+    assert_eq!(err.parameter(), Some("reconnect_spread"), "{err}");
+    assert!(err.to_string().contains("at most 300s"), "{err}");
 }
 
 /// Every problem at once, each named by what the user wrote: here an

@@ -50,6 +50,24 @@ impl Checked {
                 ),
             ));
         }
+        if options.reconnect_spread > super::MAX_RECONNECT_SPREAD {
+            problems.push(Error::config(
+                "reconnect_spread",
+                format!(
+                    "reconnect_spread must be at most {:?}; got {:?}",
+                    super::MAX_RECONNECT_SPREAD,
+                    options.reconnect_spread
+                ),
+            ));
+        }
+        #[cfg(feature = "test-util")]
+        if options.cluster && options.fake.is_some() {
+            problems.push(Error::config(
+                "transport",
+                "the fake server's transport is for standalone connections only: turn \
+                 cluster mode off (cluster_mode(false)) or leave the transport out",
+            ));
+        }
         let sources = config.sources();
         let transport = if options.cluster {
             if config.db() != 0 {

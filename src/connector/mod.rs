@@ -56,8 +56,14 @@ use crate::target::TargetKind;
 use crate::telemetry::{self, Telemetry};
 use crate::tls::TlsConnector;
 
+/// How long replacements after a loss are spread over, by default (see
+/// `gate`).
+pub(crate) const DEFAULT_RECONNECT_SPREAD: Duration = Duration::from_secs(20);
+/// The longest reconnect spread.
+pub(crate) const MAX_RECONNECT_SPREAD: Duration = Duration::from_secs(300);
+
 /// How connections are opened and timed, beside the configuration.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct ConnectorOptions {
     /// One attempt: TCP, TLS and authentication.
     pub(crate) connect_timeout: Duration,
@@ -65,6 +71,11 @@ pub(crate) struct ConnectorOptions {
     pub(crate) response_timeout: Option<Duration>,
     /// Attempts in flight at once.
     pub(crate) max_concurrent_connects: usize,
+    /// Replacements after a loss are spread over this long (see `gate`).
+    pub(crate) reconnect_spread: Duration,
+    /// In-memory connections to a fake server instead of TCP and TLS.
+    #[cfg(feature = "test-util")]
+    pub(crate) fake: Option<crate::test_util::Transport>,
     /// What holds the connections (`pool`, `shared`, `subscriber`,
     /// `blocking`), named in metrics.
     pub(crate) holder: &'static str,
@@ -100,7 +111,9 @@ pub(crate) struct Connector {
     endpoint: String,
     transport: Transport,
     connect_timeout: Duration,
-    gate: Gate,
+    gate: Arc<Gate>,
+    #[cfg(feature = "test-util")]
+    fake: Option<crate::test_util::Transport>,
     counters: Arc<Counters>,
     /// What every connection shares: reply deadlines, the database,
     /// re-authentication.
@@ -190,7 +203,12 @@ impl Connector {
             endpoint,
             transport,
             connect_timeout: options.connect_timeout,
-            gate: Gate::new(options.max_concurrent_connects),
+            gate: Arc::new(Gate::new(
+                options.max_concurrent_connects,
+                options.reconnect_spread,
+            )),
+            #[cfg(feature = "test-util")]
+            fake: options.fake,
             counters,
             settings,
             attempts: Attempts::default(),
@@ -293,6 +311,14 @@ impl Connector {
     /// The labels of its metrics.
     pub(crate) fn telemetry(&self) -> &Telemetry {
         &self.counters.telemetry
+    }
+
+    /// A connection was closed by the server or the network: counted, and
+    /// the attempts that replace connections in the next while are spread
+    /// (see `gate`).
+    pub(crate) fn lost(&self) {
+        bump(&self.counters.closed_by_server);
+        self.gate.lost();
     }
 
     pub(crate) fn attempts(&self) -> &Attempts {

@@ -28,21 +28,6 @@ impl Connector {
         protocol: ProtocolVersion,
         pushes: Option<Pushes>,
     ) -> Result<Opened, Refusal> {
-        let host = self.config.host();
-        let tcp = TcpStream::connect((host, self.config.port()))
-            .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Io,
-                    format!(
-                        "{} is unreachable: check the endpoint, port and network path \
-                         (security groups, VPC)",
-                        self.endpoint
-                    ),
-                )
-                .with_source(e)
-            })?;
-        socket::configure(&tcp);
         let credentials: Option<(Option<String>, Zeroizing<String>)> = match self.config.auth() {
             Auth::None => None,
             Auth::Password { username, password } => Some((username.clone(), password.clone())),
@@ -67,6 +52,27 @@ impl Connector {
             info = info.set_password(password.as_str());
         }
         let resp2_auth = credentials.filter(|_| protocol == ProtocolVersion::RESP2);
+        #[cfg(feature = "test-util")]
+        if let Some(fake) = &self.fake {
+            return self
+                .handshake(&info, resp2_auth, fake.connect(), pushes)
+                .await;
+        }
+        let host = self.config.host();
+        let tcp = TcpStream::connect((host, self.config.port()))
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "{} is unreachable: check the endpoint, port and network path \
+                         (security groups, VPC)",
+                        self.endpoint
+                    ),
+                )
+                .with_source(e)
+            })?;
+        socket::configure(&tcp);
         match tls {
             Some(tls) => {
                 let stream = tls.connect(tcp).await?;
@@ -115,12 +121,16 @@ impl Connector {
         let life = Arc::new(Life::new(self.config.lifecycle()));
         let task_life = Arc::clone(&life);
         let counters = Arc::clone(&self.counters);
+        let gate = Arc::clone(&self.gate);
         tokio::spawn(async move {
             task_life
                 .drive(
                     driver,
                     || bump(&counters.recycles),
-                    || bump(&counters.closed_by_server),
+                    || {
+                        bump(&counters.closed_by_server);
+                        gate.lost();
+                    },
                 )
                 .await;
         });

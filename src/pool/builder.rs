@@ -24,6 +24,7 @@ use crate::refresher::{TokenRefresher, TokenRefresherBuilder};
 /// | [`response_timeout`](Self::response_timeout) | 1 s per command, plus its block time for blocking commands |
 /// | [`idle_timeout`](Self::idle_timeout) | 10 min |
 /// | [`max_concurrent_connects`](Self::max_concurrent_connects) | 4 attempts at once |
+/// | [`reconnect_spread`](Self::reconnect_spread) | replacements after a loss spread over 20 s, the first within 2 s |
 /// | [`cluster_mode`](Self::cluster_mode) | on for serverless caches and MemoryDB, off otherwise |
 /// | credentials (IAM) | the AWS default chain |
 ///
@@ -39,6 +40,9 @@ pub struct PoolBuilder {
     response_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     max_concurrent_connects: usize,
+    reconnect_spread: Duration,
+    #[cfg(feature = "test-util")]
+    fake: Option<crate::test_util::Transport>,
     cluster: Option<bool>,
     refresher: Option<TokenRefresher>,
     refresher_builder: TokenRefresherBuilder,
@@ -55,6 +59,7 @@ impl fmt::Debug for PoolBuilder {
             .field("response_timeout", &self.response_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_concurrent_connects", &self.max_concurrent_connects)
+            .field("reconnect_spread", &self.reconnect_spread)
             .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
@@ -89,6 +94,9 @@ impl PoolBuilder {
             response_timeout: Some(Self::DEFAULT_RESPONSE_TIMEOUT),
             idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
             max_concurrent_connects: Self::DEFAULT_MAX_CONCURRENT_CONNECTS,
+            reconnect_spread: crate::connector::DEFAULT_RECONNECT_SPREAD,
+            #[cfg(feature = "test-util")]
+            fake: None,
             cluster: None,
             refresher: None,
             refresher_builder: TokenRefresher::builder(),
@@ -136,6 +144,28 @@ impl PoolBuilder {
     /// Connection attempts in flight at once. Defaults to 4.
     pub fn max_concurrent_connects(mut self, n: usize) -> Self {
         self.max_concurrent_connects = n;
+        self
+    }
+
+    /// After a connection is lost (closed by the server or the network), the
+    /// attempts that replace connections are spread over this long: the
+    /// first at a random time within its first tenth, each later one at a
+    /// random time in the rest. A failover drops every connection of every
+    /// process at once; spread this way, the fleet's new authentications
+    /// reach IAM at a low, even rate, while each process has a connection
+    /// back within a tenth of the spread (`docs/fleet.md`). Defaults to 20 s;
+    /// at most 5 minutes; zero replaces connections at once.
+    pub fn reconnect_spread(mut self, spread: Duration) -> Self {
+        self.reconnect_spread = spread;
+        self
+    }
+
+    /// Connections go to an in-process [`FakeServer`](crate::test_util::FakeServer)
+    /// over memory instead of TCP and TLS (feature `test-util`): for
+    /// simulations of many processes with tokio's paused clock.
+    #[cfg(feature = "test-util")]
+    pub fn transport(mut self, transport: crate::test_util::Transport) -> Self {
+        self.fake = Some(transport);
         self
     }
 
@@ -200,6 +230,9 @@ impl PoolBuilder {
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
             max_concurrent_connects: self.max_concurrent_connects,
+            reconnect_spread: self.reconnect_spread,
+            #[cfg(feature = "test-util")]
+            fake: self.fake,
             holder: "pool",
             cluster: self
                 .cluster

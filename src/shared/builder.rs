@@ -28,6 +28,7 @@ use crate::subscriber::Subscriber;
 /// | [`connect_timeout`](Self::connect_timeout) | 10 s per attempt (TCP, TLS, authentication) |
 /// | [`response_timeout`](Self::response_timeout) | 1 s per request |
 /// | [`max_concurrent_connects`](Self::max_concurrent_connects) | 4 attempts at once |
+/// | [`reconnect_spread`](Self::reconnect_spread) | replacements after a loss spread over 20 s, the first within 2 s |
 /// | [`cluster_mode`](Self::cluster_mode) | on for serverless caches and MemoryDB, off otherwise |
 /// | credentials (IAM) | the AWS default chain |
 ///
@@ -40,6 +41,9 @@ pub struct SharedConnectionBuilder {
     connect_timeout: Duration,
     response_timeout: Option<Duration>,
     max_concurrent_connects: usize,
+    reconnect_spread: Duration,
+    #[cfg(feature = "test-util")]
+    fake: Option<crate::test_util::Transport>,
     cluster: Option<bool>,
     refresher: Option<TokenRefresher>,
     refresher_builder: TokenRefresherBuilder,
@@ -53,6 +57,7 @@ impl fmt::Debug for SharedConnectionBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("max_concurrent_connects", &self.max_concurrent_connects)
+            .field("reconnect_spread", &self.reconnect_spread)
             .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
@@ -77,6 +82,9 @@ impl SharedConnectionBuilder {
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             response_timeout: Some(Self::DEFAULT_RESPONSE_TIMEOUT),
             max_concurrent_connects: Self::DEFAULT_MAX_CONCURRENT_CONNECTS,
+            reconnect_spread: crate::connector::DEFAULT_RECONNECT_SPREAD,
+            #[cfg(feature = "test-util")]
+            fake: None,
             cluster: None,
             refresher: None,
             refresher_builder: TokenRefresher::builder(),
@@ -114,6 +122,28 @@ impl SharedConnectionBuilder {
     /// Connection attempts in flight at once. Defaults to 4.
     pub fn max_concurrent_connects(mut self, n: usize) -> Self {
         self.max_concurrent_connects = n;
+        self
+    }
+
+    /// After a connection is lost (closed by the server or the network), the
+    /// attempts that replace connections are spread over this long: the
+    /// first at a random time within its first tenth, each later one at a
+    /// random time in the rest. A failover drops every connection of every
+    /// process at once; spread this way, the fleet's new authentications
+    /// reach IAM at a low, even rate, while each process has a connection
+    /// back within a tenth of the spread (`docs/fleet.md`). Defaults to 20 s;
+    /// at most 5 minutes; zero replaces connections at once.
+    pub fn reconnect_spread(mut self, spread: Duration) -> Self {
+        self.reconnect_spread = spread;
+        self
+    }
+
+    /// Connections go to an in-process [`FakeServer`](crate::test_util::FakeServer)
+    /// over memory instead of TCP and TLS (feature `test-util`): for
+    /// simulations of many processes with tokio's paused clock.
+    #[cfg(feature = "test-util")]
+    pub fn transport(mut self, transport: crate::test_util::Transport) -> Self {
+        self.fake = Some(transport);
         self
     }
 
@@ -248,6 +278,9 @@ impl SharedConnectionBuilder {
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
             max_concurrent_connects: self.max_concurrent_connects,
+            reconnect_spread: self.reconnect_spread,
+            #[cfg(feature = "test-util")]
+            fake: self.fake,
             holder,
             cluster: self
                 .cluster

@@ -30,10 +30,10 @@ use tokio::sync::watch;
 
 pub use builder::SharedConnectionBuilder;
 
+use crate::clock::monotonic_now;
 use crate::config::ConnectionConfig;
 use crate::connection::failed_transport;
 use crate::connector::Connector;
-use crate::counters::bump;
 use crate::health::{self, Counts, Health, PoolHealth};
 use crate::refresher::TokenRefresher;
 use crate::telemetry;
@@ -188,10 +188,36 @@ impl SharedConnection {
 }
 
 impl Shared {
-    /// The next slot, and its live link.
+    /// The next slot with a live link. After a failover the successors come
+    /// one by one (see `gate`): requests go to those back meanwhile. If none
+    /// is live, the first successor to open, waited for up to the connect
+    /// timeout (with one slot, as it opens; with more, checked every 10 ms).
     async fn link(&self) -> RedisResult<(&Slot, Arc<Link>)> {
-        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
-        Ok((slot, slot.live(self.connect_timeout).await?))
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let count = self.slots.len();
+        let any_live = || {
+            (0..count).find_map(|i| {
+                let slot = &self.slots[(first + i) % count];
+                let link = slot.link();
+                (!link.life.is_closed()).then_some((&**slot, link))
+            })
+        };
+        if let Some(live) = any_live() {
+            return Ok(live);
+        }
+        let slot = &self.slots[first % count];
+        if count == 1 {
+            return Ok((slot, slot.live(self.connect_timeout).await?));
+        }
+        let until = monotonic_now() + self.connect_timeout;
+        while monotonic_now() < until {
+            tokio::time::sleep(ANY_LIVE_CHECK).await;
+            if let Some(live) = any_live() {
+                return Ok(live);
+            }
+        }
+        // The same error as a slot gives after waiting.
+        Ok((slot, slot.live(Duration::ZERO).await?))
     }
 
     async fn command(&self, cmd: &Cmd) -> RedisResult<Value> {
@@ -243,13 +269,17 @@ impl Shared {
             if link.is_cluster() {
                 slot.suspect();
             } else if link.life.close_now() {
-                bump(&self.connector.counters().closed_by_server);
+                self.connector.lost();
                 tracing::debug!(endpoint = %self.connector.endpoint(), error = %err, "shared connection failed under a request; replacing it");
             }
         }
         result
     }
 }
+
+/// How often a request that found no live connection checks whether one is
+/// back (with more than one connection).
+const ANY_LIVE_CHECK: Duration = Duration::from_millis(10);
 
 impl ConnectionLike for SharedConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {

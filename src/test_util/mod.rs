@@ -6,6 +6,9 @@
 //! * [`ScriptedCredentials`]: a credentials provider with a script: long-term
 //!   or temporary credentials, a cache-like reuse rule, outages and hangs at
 //!   set times, and a log of every call.
+//! * [`FakeServer`]: an in-process server over memory (given to a builder's
+//!   `transport`), counting authentications and dropping every connection on
+//!   demand, for simulations of many processes with tokio's paused clock.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -29,6 +32,10 @@
 //! assert!(credentials.calls().len() > 10);
 //! # Ok(()) }
 //! ```
+
+mod server;
+
+pub use server::{FakeServer, Transport};
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
