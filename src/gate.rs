@@ -44,6 +44,35 @@ struct Recovery {
     attempts: u32,
 }
 
+/// An attempt's turn in a spread.
+#[derive(Clone, Copy)]
+struct Turn {
+    at: Instant,
+    /// The spread it belongs to.
+    since: Instant,
+    /// The spread's first turn (within its first tenth).
+    first: bool,
+}
+
+/// A turn waited for by an attempt that may be cancelled (a caller's
+/// timeout around a request): a first turn not used goes to the next
+/// attempt, so that the process still gets a connection back early.
+struct Waiting<'a> {
+    gate: &'a Gate,
+    turn: Option<Turn>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(turn) = self.turn.filter(|t| t.first)
+            && let Some(recovery) = lock(&self.gate.backoff).recovery.as_mut()
+            && recovery.since == turn.since
+        {
+            recovery.attempts = 0;
+        }
+    }
+}
+
 impl Gate {
     /// At most `max_concurrent` attempts at once (at least 1, at most
     /// tokio's `Semaphore::MAX_PERMITS`: checked by the builders).
@@ -81,7 +110,7 @@ impl Gate {
 
     /// When an attempt starting now may go, if it must wait for its turn in
     /// the spread after a loss.
-    fn turn(&self) -> Option<Instant> {
+    fn turn(&self) -> Option<Turn> {
         let now = monotonic_now();
         let mut backoff = lock(&self.backoff);
         let recovery = backoff.recovery.as_mut()?;
@@ -89,21 +118,31 @@ impl Gate {
             backoff.recovery = None;
             return None;
         }
-        let first = self.spread / 10;
-        let at = if recovery.attempts == 0 {
-            recovery.since + jittered(first, 0.0)
+        let tenth = self.spread / 10;
+        let first = recovery.attempts == 0;
+        let at = if first {
+            recovery.since + jittered(tenth, 0.0)
         } else {
-            recovery.since + first + jittered(self.spread - first, 0.0)
+            recovery.since + tenth + jittered(self.spread - tenth, 0.0)
         };
         recovery.attempts += 1;
-        (at > now).then_some(at)
+        (at > now).then_some(Turn {
+            at,
+            since: recovery.since,
+            first,
+        })
     }
 
     /// Waits for its turn after a loss, a free slot, and the backoff after a
     /// failure.
     pub(crate) async fn enter(&self) -> SemaphorePermit<'_> {
-        if let Some(at) = self.turn() {
-            tokio::time::sleep_until(at).await;
+        if let Some(turn) = self.turn() {
+            let mut waiting = Waiting {
+                gate: self,
+                turn: Some(turn),
+            };
+            tokio::time::sleep_until(turn.at).await;
+            waiting.turn = None;
         }
         let permit = match self.permits.acquire().await {
             Ok(permit) => permit,
@@ -147,7 +186,7 @@ mod tests {
     fn turns(gate: &Gate, n: usize) -> Vec<Duration> {
         let now = monotonic_now();
         (0..n)
-            .map(|_| gate.turn().map_or(Duration::ZERO, |at| at - now))
+            .map(|_| gate.turn().map_or(Duration::ZERO, |turn| turn.at - now))
             .collect()
     }
 
@@ -227,6 +266,19 @@ mod tests {
             waits[1..].iter().all(|w| *w >= SPREAD / 10 && *w <= SPREAD),
             "{waits:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_turn_given_up_goes_to_the_next_attempt() {
+        fastrand::seed(7);
+        let gate = Gate::new(4, SPREAD);
+        gate.lost();
+        // A caller's timeout cancels the first attempt while it waits.
+        let cancelled = tokio::time::timeout(Duration::ZERO, gate.enter()).await;
+        assert!(cancelled.is_err());
+        let waits = turns(&gate, 2);
+        assert!(waits[0] <= SPREAD / 10, "{waits:?}");
+        assert!(waits[1] >= SPREAD / 10, "{waits:?}");
     }
 
     #[tokio::test(start_paused = true)]

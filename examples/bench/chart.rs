@@ -108,3 +108,70 @@ pub(crate) fn draw(run: &EventRun, path: &Path) -> Result<(), Box<dyn std::error
     root.present()?;
     Ok(())
 }
+
+/// The scale chart: set-up time of the whole set, and memory per
+/// connection, against the number of connections (log scale).
+pub(crate) fn draw_scale(
+    rows: &[crate::scale::Row],
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    register_font()?;
+    let root = BitMapBackend::new(path, (1200, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(600);
+    /// One panel: its area, title, unit, and the value it shows.
+    type Panel<'a, A> = (&'a A, &'a str, &'a str, fn(&crate::scale::Row) -> f64);
+    let panels: [Panel<'_, _>; 2] = [
+        (&left, "set-up of the whole set", "ms", |r| {
+            r.setup_ms.max(0.01)
+        }),
+        (&right, "resident memory per connection", "KiB", |r| {
+            r.rss_kib_per_connection.max(0.01)
+        }),
+    ];
+    for (area, title, unit, value) in panels {
+        let top = rows.iter().map(value).fold(1.0, f64::max) * 2.0;
+        let bottom = rows.iter().map(value).fold(f64::MAX, f64::min) / 2.0;
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0.8f64..1500.0).log_scale(), (bottom..top).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("connections")
+            .y_desc(unit)
+            .label_style(("sans-serif", 14))
+            .draw()?;
+        for (kind, label, color) in [
+            ("pool", "pool", RGBColor(200, 60, 60)),
+            ("shared", "shared handle", RGBColor(30, 120, 60)),
+        ] {
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r.kind == kind)
+                .map(|r| (r.n as f64, value(r)))
+                .collect();
+            let style = color.stroke_width(2);
+            chart
+                .draw_series(LineSeries::new(points.clone(), style))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            chart.draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 4, color.filled())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}

@@ -24,6 +24,7 @@
 //! cargo run --release --example bench -- --report docs        # also writes docs/benchmarks.md and the chart
 //! cargo run --release --example bench -- --quick --workload get-64b-x16,set-1kib-x64 --clients s,c
 //! cargo run --release --example bench -- --workload list      # the workload ids
+//! cargo run --release --example bench -- --scale --report docs  # cost as the work grows (about 30 s)
 //! ```
 //!
 //! The last line on stdout is a JSON object: `throughput_ratio_iam_vs_plain`
@@ -36,13 +37,19 @@
 //! (the highest), `shared_throughput_ratio_vs_pool` (the lowest (s)/(a)), each
 //! of those three also pooled over the x16 and x64 rounds as `..._median` and
 //! `..._ci`, `event_window_p999_ratio`, `errors`, and more. A ratio whose
-//! clients did not run is `null`. It needs `valkey-server`
+//! clients did not run is `null`. With `--scale`, it is `scale` (per set:
+//! `kind`, `connections`, `rss_kib_per_connection`, `tasks_per_connection`,
+//! `setup_ms`, `auths_per_hour`), `pool_rss_kib_marginal`,
+//! `shared_rss_kib_marginal`, `pool_rss_kib_per_connection_1000`,
+//! `shared_rss_kib_per_connection_1000`, `scaled_reauths_counted`,
+//! `scaled_reauths_expected` and `elapsed_s`. It needs `valkey-server`
 //! (`scripts/install-servers.sh valkey`).
 
 mod chart;
 mod clients;
 mod events;
 mod report;
+mod scale;
 mod stats;
 mod workload;
 
@@ -76,6 +83,15 @@ struct Args {
     /// `get-64b-x16`, `set-1kib-x64`, ... (`--workload list` lists them).
     #[arg(long = "workload", value_delimiter = ',')]
     workloads: Vec<String>,
+    /// Cost as the work grows instead of the side-by-side run: memory, tasks
+    /// and set-up time for 1 to 1,000 pooled and shared-handle connections
+    /// (`--report DIR` writes its section of benchmarks.md and
+    /// benchmarks-scale.png).
+    #[arg(long)]
+    scale: bool,
+    /// One set of `--scale`, in a child process: KIND N PORT CA USER REGION.
+    #[arg(long, num_args = 6, hide = true)]
+    scale_child: Option<Vec<String>>,
     /// Only these clients (comma-separated): `a`, `b`, `b2` (the noise
     /// control), `s`, `c`, `d`, and `cn` ((c) with Nagle's algorithm, not
     /// run by default).
@@ -96,6 +112,57 @@ fn wall_now() -> SystemTime {
 
 const GROUP: &str = "bench-group";
 const PASSWORD_USER: (&str, &str) = ("bench-user", "bench-password-0123456789");
+
+/// `--scale`: every set in a child process against one stack, the schedule
+/// confirmed at scaled time; the JSON summary last on stdout.
+async fn run_scale(args: &Args) {
+    let stack = Stack::start(StackConfig::replication_group(GROUP))
+        .await
+        .unwrap_or_else(|e| panic!("local stack: {e} (run scripts/install-servers.sh valkey)"));
+    let started = now();
+    let rows = tokio::task::block_in_place(|| scale::measure(&stack));
+    let (n, span) = (10, Duration::from_secs(20));
+    let (counted, expected) = scale::confirm(&stack, n, span).await;
+    eprintln!(
+        "scaled confirmation: {n} connections, re-auth at 3.6-4 s, {} s: {counted} re-authentications counted, {expected:.1} by the schedule",
+        span.as_secs()
+    );
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir).expect("report directory");
+        let chart = dir.join("benchmarks-scale.png");
+        chart::draw_scale(&rows, &chart).expect("chart");
+        let section = report::scale_section(&rows, (counted, expected, n, span));
+        let existing = std::fs::read_to_string(dir.join("benchmarks.md")).unwrap_or_default();
+        let markdown = report::with_scale(&existing, &existing, Some(&section));
+        std::fs::write(dir.join("benchmarks.md"), markdown).expect("write report");
+        eprintln!(
+            "wrote {} and {}",
+            dir.join("benchmarks.md").display(),
+            chart.display()
+        );
+    }
+    let row = |kind: &str, n: usize| rows.iter().find(|r| r.kind == kind && r.n == n);
+    println!(
+        "{}",
+        json!({
+            "elapsed_s": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            "scale": rows.iter().map(|r| json!({
+                "kind": r.kind,
+                "connections": r.n,
+                "rss_kib_per_connection": (r.rss_kib_per_connection * 10.0).round() / 10.0,
+                "tasks_per_connection": (r.tasks_per_connection * 100.0).round() / 100.0,
+                "setup_ms": (r.setup_ms * 10.0).round() / 10.0,
+                "auths_per_hour": (r.auths_per_hour * 10.0).round() / 10.0,
+            })).collect::<Vec<_>>(),
+            "pool_rss_kib_per_connection_1000": row("pool", 1000).map(|r| (r.rss_kib_per_connection * 10.0).round() / 10.0),
+            "shared_rss_kib_per_connection_1000": row("shared", 1000).map(|r| (r.rss_kib_per_connection * 10.0).round() / 10.0),
+            "pool_rss_kib_marginal": scale::marginal_kib(&rows, "pool").map(|v| (v * 10.0).round() / 10.0),
+            "shared_rss_kib_marginal": scale::marginal_kib(&rows, "shared").map(|v| (v * 10.0).round() / 10.0),
+            "scaled_reauths_counted": counted,
+            "scaled_reauths_expected": (expected * 10.0).round() / 10.0,
+        })
+    );
+}
 
 /// How long and how often each part runs.
 struct Plan {
@@ -511,6 +578,14 @@ async fn side_by_side(clients: &[Arc<Client>], plan: &Plan) -> Vec<Row> {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if let Some(child) = &args.scale_child {
+        scale::child(child).await;
+        return;
+    }
+    if args.scale {
+        run_scale(&args).await;
+        return;
+    }
     if args.workloads.iter().any(|w| w == "list") {
         for workload in Workload::all() {
             println!("{}  ({})", workload.id(), workload.name());
@@ -649,6 +724,8 @@ async fn main() {
         let chart = dir.join("benchmarks-latency.png");
         chart::draw(&results.events, &chart).expect("chart");
         let markdown = report::markdown(&results, "benchmarks-latency.png");
+        let existing = std::fs::read_to_string(dir.join("benchmarks.md")).unwrap_or_default();
+        let markdown = report::with_scale(&markdown, &existing, None);
         std::fs::write(dir.join("benchmarks.md"), markdown).expect("write report");
         eprintln!(
             "wrote {} and {}",
