@@ -40,7 +40,8 @@ struct Backoff {
 
 struct Recovery {
     since: Instant,
-    /// Attempts given their turn since.
+    /// Attempts given their turn since (0 again when the first one gave its
+    /// turn back, cancelled).
     attempts: u32,
 }
 
@@ -136,13 +137,13 @@ impl Gate {
     /// Waits for its turn after a loss, a free slot, and the backoff after a
     /// failure.
     pub(crate) async fn enter(&self) -> SemaphorePermit<'_> {
-        if let Some(turn) = self.turn() {
-            let mut waiting = Waiting {
-                gate: self,
-                turn: Some(turn),
-            };
+        // Until it returns, a cancelled attempt gives its first turn back.
+        let mut waiting = Waiting {
+            gate: self,
+            turn: self.turn(),
+        };
+        if let Some(turn) = waiting.turn {
             tokio::time::sleep_until(turn.at).await;
-            waiting.turn = None;
         }
         let permit = match self.permits.acquire().await {
             Ok(permit) => permit,
@@ -152,7 +153,10 @@ impl Gate {
             let not_before = lock(&self.backoff).not_before;
             match not_before {
                 Some(at) if at > monotonic_now() => tokio::time::sleep_until(at).await,
-                _ => return permit,
+                _ => {
+                    waiting.turn = None;
+                    return permit;
+                }
             }
         }
     }

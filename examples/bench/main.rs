@@ -21,10 +21,10 @@
 //! ```text
 //! cargo run --release --example bench                         # tables on stderr, JSON last on stdout
 //! cargo run --release --example bench -- --quick              # 6 workloads, (a) (b) (b′) (s) (c), 10 rounds: under 120 s
-//! cargo run --release --example bench -- --report docs        # also writes docs/benchmarks.md and the chart
+//! cargo run --release --example bench -- --report docs        # also writes docs/benchmarks.md and the charts (with --scale's part)
 //! cargo run --release --example bench -- --quick --workload get-64b-x16,set-1kib-x64 --clients s,c
 //! cargo run --release --example bench -- --workload list      # the workload ids
-//! cargo run --release --example bench -- --scale --report docs  # cost as the work grows (about 30 s)
+//! cargo run --release --example bench -- --scale --report docs  # only the cost as the work grows (about 30 s)
 //! ```
 //!
 //! The last line on stdout is a JSON object: `throughput_ratio_iam_vs_plain`
@@ -113,6 +113,28 @@ fn wall_now() -> SystemTime {
 const GROUP: &str = "bench-group";
 const PASSWORD_USER: (&str, &str) = ("bench-user", "bench-password-0123456789");
 
+/// The sets measured in child processes, and the scaled confirmation
+/// (counted, expected).
+async fn scale_part(stack: &Stack) -> (Vec<scale::Row>, u64, f64) {
+    let rows = tokio::task::block_in_place(|| scale::measure(stack));
+    let (counted, expected) = scale::confirm(stack, SCALE_CONFIRM.0, SCALE_CONFIRM.1).await;
+    eprintln!(
+        "scaled confirmation: {} connections, re-auth at 3.6-4 s, {} s: {counted} re-authentications counted, {expected:.1} by the schedule",
+        SCALE_CONFIRM.0,
+        SCALE_CONFIRM.1.as_secs()
+    );
+    (rows, counted, expected)
+}
+
+/// Connections and time of the scaled confirmation.
+const SCALE_CONFIRM: (usize, Duration) = (10, Duration::from_secs(20));
+
+/// Draws the scale chart into `dir`; the section for `benchmarks.md`.
+fn scale_report(dir: &std::path::Path, rows: &[scale::Row], counted: u64, expected: f64) -> String {
+    chart::draw_scale(rows, &dir.join("benchmarks-scale.png")).expect("chart");
+    report::scale_section(rows, (counted, expected, SCALE_CONFIRM.0, SCALE_CONFIRM.1))
+}
+
 /// `--scale`: every set in a child process against one stack, the schedule
 /// confirmed at scaled time; the JSON summary last on stdout.
 async fn run_scale(args: &Args) {
@@ -120,25 +142,17 @@ async fn run_scale(args: &Args) {
         .await
         .unwrap_or_else(|e| panic!("local stack: {e} (run scripts/install-servers.sh valkey)"));
     let started = now();
-    let rows = tokio::task::block_in_place(|| scale::measure(&stack));
-    let (n, span) = (10, Duration::from_secs(20));
-    let (counted, expected) = scale::confirm(&stack, n, span).await;
-    eprintln!(
-        "scaled confirmation: {n} connections, re-auth at 3.6-4 s, {} s: {counted} re-authentications counted, {expected:.1} by the schedule",
-        span.as_secs()
-    );
+    let (rows, counted, expected) = scale_part(&stack).await;
     if let Some(dir) = &args.report {
         std::fs::create_dir_all(dir).expect("report directory");
-        let chart = dir.join("benchmarks-scale.png");
-        chart::draw_scale(&rows, &chart).expect("chart");
-        let section = report::scale_section(&rows, (counted, expected, n, span));
-        let existing = std::fs::read_to_string(dir.join("benchmarks.md")).unwrap_or_default();
+        let section = scale_report(dir, &rows, counted, expected);
+        let existing = report::existing(dir);
         let markdown = report::with_scale(&existing, &existing, Some(&section));
         std::fs::write(dir.join("benchmarks.md"), markdown).expect("write report");
         eprintln!(
             "wrote {} and {}",
             dir.join("benchmarks.md").display(),
-            chart.display()
+            dir.join("benchmarks-scale.png").display()
         );
     }
     let row = |kind: &str, n: usize| rows.iter().find(|r| r.kind == kind && r.n == n);
@@ -719,13 +733,22 @@ async fn main() {
         plan_text,
     };
     eprintln!("{}", report::tables(&results));
+    let full = !args.quick && args.workloads.is_empty() && args.clients.is_empty();
     if let Some(dir) = &args.report {
         std::fs::create_dir_all(dir).expect("report directory");
         let chart = dir.join("benchmarks-latency.png");
         chart::draw(&results.events, &chart).expect("chart");
         let markdown = report::markdown(&results, "benchmarks-latency.png");
-        let existing = std::fs::read_to_string(dir.join("benchmarks.md")).unwrap_or_default();
-        let markdown = report::with_scale(&markdown, &existing, None);
+        let existing = report::existing(dir);
+        // A full run also measures the cost as the work grows, so that one
+        // command writes the whole report; a partial one keeps that section.
+        let section = if full {
+            let (rows, counted, expected) = scale_part(&stack).await;
+            Some(scale_report(dir, &rows, counted, expected))
+        } else {
+            None
+        };
+        let markdown = report::with_scale(&markdown, &existing, section.as_deref());
         std::fs::write(dir.join("benchmarks.md"), markdown).expect("write report");
         eprintln!(
             "wrote {} and {}",

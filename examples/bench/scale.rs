@@ -55,15 +55,52 @@ pub(crate) fn marginal_kib(rows: &[Row], kind: &str) -> Option<f64> {
     Some((total(1_000)? - total(100)?) / 900.0)
 }
 
+/// The refresher's rule for credentials from the default chain: reused
+/// while they have at least this long left (the crate's
+/// `KEEP_UNTIL_BEFORE_EXPIRY`).
+const KEPT_UNTIL_BEFORE_EXPIRY: Duration = Duration::from_secs(20 * 60);
+
+/// How often a refresher fetches credentials of `lifetime` (fetched at a
+/// rotation): at the first rotation that finds less than 20 minutes left.
+pub(crate) fn credential_interval(lifetime: Duration) -> Duration {
+    let rotation = Lifecycle::DEFAULT_TOKEN_REFRESH_INTERVAL;
+    let usable = lifetime.saturating_sub(KEPT_UNTIL_BEFORE_EXPIRY);
+    // Rotations k with k × rotation ≤ usable reuse them; the next fetches.
+    rotation * (usable.as_secs() / rotation.as_secs() + 1) as u32
+}
+
+/// Credential fetches per hour of one refresher, with credentials of
+/// `lifetime`.
+pub(crate) fn credential_calls_per_hour(lifetime: Duration) -> f64 {
+    3600.0 / credential_interval(lifetime).as_secs_f64()
+}
+
+/// The re-authentications `n` connections opened together make in `span`,
+/// by the schedule: each at 90-100 % of `reauth_after` after the last
+/// (averaged over 10,000 simulated connections).
+fn expected_reauths(n: usize, reauth_after: Duration, span: Duration) -> f64 {
+    const DRAWS: usize = 10_000;
+    let mut total = 0usize;
+    for _ in 0..DRAWS {
+        let mut at = Duration::ZERO;
+        loop {
+            at += reauth_after.mul_f64(0.9 + 0.1 * fastrand::f64());
+            if at > span {
+                break;
+            }
+            total += 1;
+        }
+    }
+    n as f64 * total as f64 / DRAWS as f64
+}
+
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
 }
 
 fn tasks() -> usize {
@@ -203,8 +240,9 @@ fn run_child(exe: &Path, stack: &Stack, kind: &str, n: usize) -> Value {
 }
 
 /// Confirms the schedule at scaled time: `n` shared-handle connections with
-/// the re-auth point at `reauth_after` for `span`, counted at the stack;
-/// returns (counted, expected by the schedule).
+/// the re-auth point at 4 s for `span`, counted at the stack; returns
+/// (counted, expected by the schedule for connections opened together), and
+/// panics if they differ by more than 10 %.
 pub(crate) async fn confirm(stack: &Stack, n: usize, span: Duration) -> (u64, f64) {
     let reauth_after = Duration::from_secs(4);
     let config = ConnectionConfig::builder()
@@ -228,7 +266,10 @@ pub(crate) async fn confirm(stack: &Stack, n: usize, span: Duration) -> (u64, f6
     tokio::time::sleep(span).await;
     let counted = stack.stats().reauth_ok - before;
     drop(shared);
-    let expected =
-        auths_per_hour_per_connection(reauth_after) * n as f64 * span.as_secs_f64() / 3600.0;
+    let expected = expected_reauths(n, reauth_after, span);
+    assert!(
+        (counted as f64 - expected).abs() <= expected * 0.1,
+        "the stack counted {counted} re-authentications, the schedule gives {expected:.1}"
+    );
     (counted, expected)
 }
