@@ -337,23 +337,26 @@ impl Results {
     /// `x`/`y` throughput over every round of every workload (of the x16
     /// and x64 ones only, when `concurrent`): the median and its interval.
     pub(crate) fn pooled(&self, x: &str, y: &str, concurrent: bool) -> Option<stats::Estimate> {
-        let ratios: Vec<f64> = self
-            .rows
-            .iter()
-            .filter(|r| !concurrent || r.concurrent())
-            .filter_map(|r| r.throughput_ratios(x, y))
-            .flatten()
-            .collect();
-        stats::estimate(&ratios)
+        self.pooled_by(concurrent, |r| r.throughput_ratios(x, y))
     }
 
     /// `x`/`y` p99, as [`pooled`](Self::pooled) does throughput.
     pub(crate) fn pooled_p99(&self, x: &str, y: &str, concurrent: bool) -> Option<stats::Estimate> {
+        self.pooled_by(concurrent, |r| r.p99_ratios(x, y))
+    }
+
+    /// The median and interval of every round's ratio that `ratios` gives,
+    /// over every workload (the x16 and x64 ones only, when `concurrent`).
+    fn pooled_by(
+        &self,
+        concurrent: bool,
+        ratios: impl Fn(&Row) -> Option<Vec<f64>>,
+    ) -> Option<stats::Estimate> {
         let ratios: Vec<f64> = self
             .rows
             .iter()
             .filter(|r| !concurrent || r.concurrent())
-            .filter_map(|r| r.p99_ratios(x, y))
+            .filter_map(ratios)
             .flatten()
             .collect();
         stats::estimate(&ratios)
