@@ -99,13 +99,23 @@ pub(crate) fn draw(run: &EventRun, path: &Path) -> Result<(), Box<dyn std::error
             }
         }
     }
+    legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
+    root.present()?;
+    Ok(())
+}
+
+/// The series' legend, at `position`.
+fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), Box<dyn std::error::Error>> {
     chart
         .configure_series_labels()
+        .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
         .draw()?;
-    root.present()?;
     Ok(())
 }
 
@@ -164,13 +174,7 @@ pub(crate) fn draw_scale(
                     .map(|p| Circle::new(p, 4, color.filled())),
             )?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     }
     root.present()?;
     Ok(())
